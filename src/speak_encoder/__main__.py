@@ -1,0 +1,3 @@
+from speak_encoder.cli import main
+
+raise SystemExit(main())

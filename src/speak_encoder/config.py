@@ -1,0 +1,167 @@
+"""One typed settings object, read once at start.
+
+Values come from (highest priority first): command-line flags (passed as keyword arguments to
+:func:`load_settings`), the process environment, then a ``.env`` file in the working directory.
+Environment names are the field names in upper case, compatible with the existing Node.js
+encoder where it had the same setting (``NODE_NAME``, ``ENCODER_PRIVATE_KEY``,
+``MAX_CONCURRENT_JOBS``, ``DIRECT_API_*``, ``IPFS_API_ADDR``, ``TEMP_DIR``,
+``HARDWARE_ACCELERATION``).
+
+Every default is a named constant below, documented where it is defined. A bad value fails at
+start with a :class:`~speak_encoder.errors.ConfigError` that names the environment key.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from speak_encoder.errors import ConfigError
+
+#: Where the node keeps its state (job store, local CID store, pending pins).
+DEFAULT_DATA_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / (
+    "speak-encoder"
+)
+#: libx264 preset. ``medium`` is the network's reference quality/speed point.
+DEFAULT_PRESET = "medium"
+#: Capped CRF: quality target, bounded by each rung's -maxrate/-bufsize.
+DEFAULT_CRF = 19
+#: Seconds without receiving a single byte before a download is abandoned.
+DEFAULT_STALL_TIMEOUT_S = 60.0
+#: Seconds to establish a TCP/TLS connection to a source.
+DEFAULT_CONNECT_TIMEOUT_S = 15.0
+#: Largest source accepted, in MiB (20 GiB).
+DEFAULT_MAX_SOURCE_MB = 20 * 1024
+#: Free space (MiB) always left untouched in the work directory.
+DEFAULT_DISK_RESERVE_MB = 1024
+#: How many times a dropped HTTP download is resumed with a Range request.
+DEFAULT_FETCH_RESUMES = 5
+#: Bytes per read/write when streaming a download to disk.
+DEFAULT_CHUNK_BYTES = 256 * 1024
+#: Public IPFS gateways tried, in order, for IPFS sources.
+DEFAULT_IPFS_GATEWAYS = "https://ipfs.3speak.tv,https://ipfs.io"
+#: The local Kubo RPC API (multiaddr or URL); used for `cat` when it answers.
+DEFAULT_IPFS_API_ADDR = "/ip4/127.0.0.1/tcp/5001"
+#: Rungs for direct-API jobs that are neither short nor premium (upstream policy).
+DEFAULT_STANDARD_RUNGS = "480p"
+#: Threads ffmpeg may use to run the filter graph (decode once, scale per rung).
+DEFAULT_FILTER_THREADS = 2
+#: Packets ffmpeg may buffer per output stream before it gives up (bounds its memory).
+DEFAULT_MAX_MUXING_QUEUE = 1024
+
+
+class Settings(BaseSettings):
+    """Every setting of the node. Field ``foo_bar`` is environment variable ``FOO_BAR``."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=False,
+        validate_default=True,
+    )
+
+    # --- identity -------------------------------------------------------------------------
+    node_name: str = Field(default_factory=lambda: f"speak-encoder-{socket.gethostname()}")
+    hive_username: str = ""
+    encoder_private_key: SecretStr | None = None
+
+    # --- folders --------------------------------------------------------------------------
+    data_dir: Path = DEFAULT_DATA_DIR
+    #: Per-job work folders. Defaults to DATA_DIR/work (never a RAM-backed /tmp: sources can be
+    #: many GB).
+    temp_dir: Path | None = None
+
+    # --- ffmpeg ---------------------------------------------------------------------------
+    ffmpeg_path: str = "ffmpeg"
+    ffprobe_path: str = "ffprobe"
+    encoder_preset: str = DEFAULT_PRESET
+    encoder_crf: int = Field(default=DEFAULT_CRF, ge=0, le=51)
+    #: Optional TOML file replacing the built-in ladder table (see data/ladder.toml).
+    ladder_file: Path | None = None
+    filter_threads: int = Field(default=DEFAULT_FILTER_THREADS, ge=1, le=64)
+    max_muxing_queue: int = Field(default=DEFAULT_MAX_MUXING_QUEUE, ge=16, le=65536)
+    hardware_acceleration: bool = True
+    #: Rungs of a direct-API job that is neither short nor premium.
+    standard_rungs: str = DEFAULT_STANDARD_RUNGS
+
+    # --- fetching sources -----------------------------------------------------------------
+    ipfs_gateways: str = DEFAULT_IPFS_GATEWAYS
+    ipfs_api_addr: str = DEFAULT_IPFS_API_ADDR
+    fetch_stall_timeout: float = Field(default=DEFAULT_STALL_TIMEOUT_S, gt=0)
+    fetch_connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT_S, gt=0)
+    fetch_resumes: int = Field(default=DEFAULT_FETCH_RESUMES, ge=0, le=100)
+    max_source_mb: int = Field(default=DEFAULT_MAX_SOURCE_MB, gt=0)
+    disk_reserve_mb: int = Field(default=DEFAULT_DISK_RESERVE_MB, ge=0)
+    chunk_bytes: int = Field(default=DEFAULT_CHUNK_BYTES, ge=4096, le=16 * 1024 * 1024)
+
+    # --- service (used by `speak-encoder run`) ---------------------------------------------
+    max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
+    direct_api_enabled: bool = False
+    direct_api_host: str = "127.0.0.1"
+    direct_api_port: int = Field(default=3002, ge=1, le=65535)
+    direct_api_key: SecretStr | None = None
+    log_level: str = "INFO"
+
+    @field_validator("encoder_preset")
+    @classmethod
+    def _known_preset(cls, value: str) -> str:
+        presets = {
+            "ultrafast", "superfast", "veryfast", "faster", "fast",
+            "medium", "slow", "slower", "veryslow", "placebo",
+        }  # fmt: skip
+        if value not in presets:
+            raise ValueError(f"must be one of {', '.join(sorted(presets))}")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        level = value.upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+        return level
+
+    @field_validator("ipfs_gateways", "standard_rungs")
+    @classmethod
+    def _strip_list(cls, value: str) -> str:
+        return ",".join(part.strip() for part in value.split(",") if part.strip())
+
+    @property
+    def work_dir(self) -> Path:
+        """Folder that holds one sub-folder per running job."""
+        return self.temp_dir if self.temp_dir is not None else self.data_dir / "work"
+
+    @property
+    def gateway_list(self) -> list[str]:
+        return [g.rstrip("/") for g in self.ipfs_gateways.split(",") if g]
+
+    @property
+    def max_source_bytes(self) -> int:
+        return self.max_source_mb * 1024 * 1024
+
+    @property
+    def disk_reserve_bytes(self) -> int:
+        return self.disk_reserve_mb * 1024 * 1024
+
+
+_SECRET_FIELDS = frozenset({"encoder_private_key", "direct_api_key"})
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the settings once; CLI flags come in as ``overrides`` (``None`` = not given)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors():
+            field = str(err["loc"][0]) if err["loc"] else "?"
+            shown = "" if field in _SECRET_FIELDS else f" (got {err.get('input')!r})"
+            problems.append(f"{field.upper()}: {err['msg']}{shown}")
+        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

@@ -1,0 +1,111 @@
+"""Subprocesses the house way: argument lists, own process group, killed with children.
+
+No shell is ever involved. Every process starts in a new session (its own process group) so a
+cancel or a timeout can kill ffmpeg *and* anything it spawned with one ``killpg``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from speak_encoder.errors import ConfigError
+
+#: Seconds a process gets between SIGTERM and SIGKILL when it is stopped.
+TERMINATE_GRACE_S = 3.0
+#: Default cap on captured stdout (ffprobe JSON of a huge file stays well below this).
+DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Completed:
+    """Result of :func:`run_capture`."""
+
+    returncode: int
+    stdout: bytes
+    stderr: bytes
+
+
+async def start(argv: Sequence[str], **kwargs: object) -> asyncio.subprocess.Process:
+    """Start ``argv`` in its own process group; a missing binary is a :class:`ConfigError`."""
+    try:
+        return await asyncio.create_subprocess_exec(
+            *argv, start_new_session=True, **kwargs  # type: ignore[arg-type]
+        )
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{argv[0]!r} was not found: install it or set the path in the configuration"
+        ) from None
+    except PermissionError:
+        raise ConfigError(f"{argv[0]!r} is not executable") from None
+
+
+def kill_group(proc: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> None:
+    """Send ``sig`` to the whole process group of ``proc`` (ignore if already gone)."""
+    if proc.returncode is not None:
+        return
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)
+
+
+async def stop(proc: asyncio.subprocess.Process, grace: float = TERMINATE_GRACE_S) -> None:
+    """SIGTERM the group, then SIGKILL it after ``grace`` seconds; always reaps the child."""
+    if proc.returncode is None:
+        kill_group(proc, signal.SIGTERM)
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            kill_group(proc, signal.SIGKILL)
+    # Reap even when cancelled meanwhile: no zombie left behind.
+    with contextlib.suppress(ProcessLookupError):
+        await asyncio.shield(proc.wait())
+    kill_group(proc, signal.SIGKILL)  # stragglers of the group
+
+
+async def _read_bounded(stream: asyncio.StreamReader | None, limit: int) -> bytes:
+    if stream is None:
+        return b""
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := await stream.read(64 * 1024):
+        if size < limit:
+            chunks.append(chunk[: limit - size])
+        size += len(chunk)
+    return b"".join(chunks)
+
+
+async def run_capture(
+    argv: Sequence[str],
+    *,
+    timeout: float,
+    max_output: int = DEFAULT_MAX_OUTPUT,
+) -> Completed:
+    """Run ``argv`` to completion and capture at most ``max_output`` bytes of each stream.
+
+    The process group is killed if it outlives ``timeout`` (a plain :class:`TimeoutError` is
+    raised for the caller to translate into its own error) or if the caller is cancelled.
+    """
+    proc = await start(
+        argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        out, err = await asyncio.wait_for(
+            asyncio.gather(
+                _read_bounded(proc.stdout, max_output), _read_bounded(proc.stderr, max_output)
+            ),
+            timeout,
+        )
+        rc = await asyncio.wait_for(proc.wait(), timeout)
+    finally:
+        await stop(proc, grace=0.5)
+    return Completed(rc, out, err)
+
+
+__all__ = ["Completed", "kill_group", "run_capture", "start", "stop"]

@@ -1,0 +1,1 @@
+"""Content addressing and storage backends (UnixFS/CIDs, CAR, Kubo RPC, remote pins)."""
