@@ -51,6 +51,17 @@ DEFAULT_IPFS_API_ADDR = "/ip4/127.0.0.1/tcp/5001"
 DEFAULT_STANDARD_RUNGS = "480p"
 #: Threads ffmpeg may use to run the filter graph (decode once, scale per rung).
 DEFAULT_FILTER_THREADS = 2
+#: Seconds to connect to an IPFS RPC endpoint.
+DEFAULT_IPFS_CONNECT_TIMEOUT_S = 10.0
+#: Seconds an upload to IPFS may go without the peer accepting a byte.
+DEFAULT_IPFS_UPLOAD_STALL_S = 120.0
+#: Seconds the IPFS node may take to answer once the upload is complete (pinning, DAG writes).
+DEFAULT_IPFS_PROCESSING_TIMEOUT_S = 600.0
+#: First back-off (s) of a pending pin; doubles per failed attempt up to the maximum.
+DEFAULT_PIN_RETRY_BASE_S = 30.0
+DEFAULT_PIN_RETRY_MAX_S = 3600.0
+#: Pending pins older than this (hours) are given up (and reported as such).
+DEFAULT_PIN_MAX_AGE_H = 7 * 24.0
 #: Packets ffmpeg may buffer per output stream before it gives up (bounds its memory).
 DEFAULT_MAX_MUXING_QUEUE = 1024
 
@@ -100,6 +111,25 @@ class Settings(BaseSettings):
     disk_reserve_mb: int = Field(default=DEFAULT_DISK_RESERVE_MB, ge=0)
     chunk_bytes: int = Field(default=DEFAULT_CHUNK_BYTES, ge=4096, le=16 * 1024 * 1024)
 
+    # --- publishing (storage/) ------------------------------------------------------------
+    #: Publish targets in the order they are tried: local, hotnode, supernode, cluster,
+    #: pinning_service. "local" is the node at IPFS_API_ADDR.
+    publish_targets: str = "local"
+    #: Which successes a publish needs: "all", "any", "any-remote", or a comma list of names.
+    publish_required: str = "all"
+    traffic_director_url: str | None = None
+    threespeak_ipfs_endpoint: str | None = None
+    ipfs_cluster_url: str | None = None
+    ipfs_cluster_token: SecretStr | None = None
+    pinning_service_url: str | None = None
+    pinning_service_token: SecretStr | None = None
+    ipfs_connect_timeout: float = Field(default=DEFAULT_IPFS_CONNECT_TIMEOUT_S, gt=0)
+    ipfs_upload_stall_timeout: float = Field(default=DEFAULT_IPFS_UPLOAD_STALL_S, gt=0)
+    ipfs_processing_timeout: float = Field(default=DEFAULT_IPFS_PROCESSING_TIMEOUT_S, gt=0)
+    pin_retry_base: float = Field(default=DEFAULT_PIN_RETRY_BASE_S, gt=0)
+    pin_retry_max: float = Field(default=DEFAULT_PIN_RETRY_MAX_S, gt=0)
+    pin_max_age_hours: float = Field(default=DEFAULT_PIN_MAX_AGE_H, gt=0)
+
     # --- service (used by `speak-encoder run`) ---------------------------------------------
     max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
     direct_api_enabled: bool = False
@@ -127,7 +157,7 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
 
-    @field_validator("ipfs_gateways", "standard_rungs")
+    @field_validator("ipfs_gateways", "standard_rungs", "publish_targets")
     @classmethod
     def _strip_list(cls, value: str) -> str:
         return ",".join(part.strip() for part in value.split(",") if part.strip())
@@ -150,7 +180,9 @@ class Settings(BaseSettings):
         return self.disk_reserve_mb * 1024 * 1024
 
 
-_SECRET_FIELDS = frozenset({"encoder_private_key", "direct_api_key"})
+_SECRET_FIELDS = frozenset(
+    {"encoder_private_key", "direct_api_key", "ipfs_cluster_token", "pinning_service_token"}
+)
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -34,7 +34,9 @@ async def start(argv: Sequence[str], **kwargs: object) -> asyncio.subprocess.Pro
     """Start ``argv`` in its own process group; a missing binary is a :class:`ConfigError`."""
     try:
         return await asyncio.create_subprocess_exec(
-            *argv, start_new_session=True, **kwargs  # type: ignore[arg-type]
+            *argv,
+            start_new_session=True,
+            **kwargs,  # type: ignore[arg-type]
         )
     except FileNotFoundError:
         raise ConfigError(

@@ -156,9 +156,7 @@ def parse_cid(text: str) -> CID:
             return CID.from_bytes(b58decode(text[1:]))
     except ValueError as exc:
         raise InvalidSourceReference(f"{text!r} is not a valid CID: {exc}") from None
-    raise InvalidSourceReference(
-        f"{text[:80]!r} is not a valid CID (expected Qm… or bafy…)"
-    )
+    raise InvalidSourceReference(f"{text[:80]!r} is not a valid CID (expected Qm… or bafy…)")
 
 
 def is_cid(text: str) -> bool:

@@ -1,0 +1,8 @@
+"""Test configuration: fixtures live in tests/support/*, one module per part of the system."""
+
+pytest_plugins = [
+    "tests.support.media_fixtures",
+    "tests.support.fetch_fixtures",
+    "tests.support.hls_fixtures",
+    "tests.support.ipfs_fixtures",
+]
