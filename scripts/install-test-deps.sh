@@ -2,3 +2,22 @@
 # Installs what the test suite drives for real, only when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# --- js-ipfs: the real IPFS node of the storage tests and benchmarks -----------------------------
+# Kubo cannot be installed everywhere, so the suite drives js-ipfs 0.66 (its CIDv0 results are
+# Kubo's). Exact versions and the overrides it needs on Node 20 are in
+# scripts/ipfs-node/package.json + package-lock.json; the install runs only when jsipfs is missing
+# or the lock file changed. `npm install` (which follows the lock) rather than `npm ci`: an optional
+# dependency of js-ipfs (electron-eval → headless) is a GitHub tarball that cannot be locked when
+# only the npm registry is reachable, and `npm ci` refuses such a lock; it is never used.
+scripts/install-system-deps.sh node
+ipfs_src=scripts/ipfs-node
+ipfs_dir=.tools/ipfs
+ipfs_stamp="$ipfs_dir/.installed-lock"
+if [ ! -x "$ipfs_dir/node_modules/.bin/jsipfs" ] || ! cmp -s "$ipfs_src/package-lock.json" "$ipfs_stamp"; then
+  echo "==> installing js-ipfs (test IPFS node) into $ipfs_dir"
+  mkdir -p "$ipfs_dir"
+  cp "$ipfs_src/package.json" "$ipfs_src/package-lock.json" "$ipfs_dir/"
+  (cd "$ipfs_dir" && npm install --no-audit --no-fund --loglevel=error)
+  cp "$ipfs_src/package-lock.json" "$ipfs_stamp"
+fi

@@ -96,6 +96,10 @@ class Settings(BaseSettings):
     #: Optional TOML file replacing the built-in ladder table (see data/ladder.toml).
     ladder_file: Path | None = None
     filter_threads: int = Field(default=DEFAULT_FILTER_THREADS, ge=1, le=64)
+    #: x264 threads per rung (0 = x264's own choice) and its lookahead in frames (None =
+    #: the preset's): the speed/memory trade-off of the one-decode ladder.
+    x264_threads: int = Field(default=0, ge=0, le=64)
+    x264_rc_lookahead: int | None = Field(default=None, ge=0, le=250)
     max_muxing_queue: int = Field(default=DEFAULT_MAX_MUXING_QUEUE, ge=16, le=65536)
     hardware_acceleration: bool = True
     #: Rungs of a direct-API job that is neither short nor premium.

@@ -8,6 +8,7 @@ node operator can act on and says whether trying again later can help::
     ├── ConfigError                        a setting is missing or invalid (fails at start)
     ├── JobCancelled                       Ctrl-C, SIGTERM or an operator cancel
     ├── PermanentError                     retrying cannot help: bad input
+    │   ├── UsageError                     a command was called wrongly (e.g. --out exists)
     │   ├── SourceError                    the source reference or its bytes are unusable
     │   │   ├── InvalidSourceReference     not a path, http(s) URL or IPFS CID
     │   │   ├── SourceNotFound             missing file, HTTP 404/410, unknown CID
@@ -57,6 +58,10 @@ class JobCancelled(SpeakEncoderError):
 
 class PermanentError(SpeakEncoderError):
     """Bad input: trying again will fail the same way."""
+
+
+class UsageError(PermanentError):
+    """A command was called with arguments that cannot work."""
 
 
 class SourceError(PermanentError):

@@ -1,0 +1,1 @@
+"""Pipeline stages: fetch, probe, plan, encode, verify, publish (one module per stage)."""

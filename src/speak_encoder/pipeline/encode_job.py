@@ -1,0 +1,253 @@
+"""One encode from SOURCE to a validated HLS folder: fetch → probe → plan → encode → verify.
+
+Everything happens inside a per-job work folder under the configured work directory, which is
+always removed (success, failure, Ctrl-C). Only a folder that passes every validity check is
+moved to its destination.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from speak_encoder.config import Settings
+from speak_encoder.errors import OutputInvalid, UsageError
+from speak_encoder.pipeline import events
+from speak_encoder.pipeline.events import Reporter, StageEvent
+from speak_encoder.pipeline.fetch import FetchProgress, fetch_source
+from speak_encoder.pipeline.ffmpeg import (
+    MASTER_NAME,
+    EncodeProgress,
+    EncoderTuning,
+    build_command,
+    ffmpeg_info,
+    run_ffmpeg,
+)
+from speak_encoder.pipeline.hls import write_master_playlist
+from speak_encoder.pipeline.ladder import load_ladder
+from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
+from speak_encoder.pipeline.probe import MediaInfo, probe
+from speak_encoder.pipeline.source import SourceRef, parse_source
+from speak_encoder.pipeline.verify import ValidationReport, format_report, validate_folder
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RenditionResult:
+    name: str
+    width: int
+    height: int
+    bandwidth: int
+    average_bandwidth: int
+    codecs: str
+    frame_rate: float
+    segments: int
+
+
+@dataclass(frozen=True, slots=True)
+class EncodeResult:
+    folder: Path
+    manifest: Path
+    duration: float
+    renditions: list[RenditionResult]
+    cid: str | None
+    ffmpeg_version: str
+    elapsed_seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "manifest": str(self.manifest),
+            "folder": str(self.folder),
+            "duration": round(self.duration, 3),
+            "renditions": [asdict(r) for r in self.renditions],
+            "cid": self.cid,
+            "ffmpeg_version": self.ffmpeg_version,
+            "elapsed_seconds": round(self.elapsed_seconds, 3),
+        }
+
+
+def default_destination(ref: SourceRef, cwd: Path | None = None) -> Path:
+    return (cwd or Path.cwd()) / f"{ref.display_name}-hls"
+
+
+def check_destination(dest: Path) -> None:
+    """Refuse to overwrite anything: the destination must not exist or be an empty folder."""
+    if dest.is_symlink() or (dest.exists() and not dest.is_dir()):
+        raise UsageError(f"output path {str(dest)!r} exists and is not a folder")
+    if dest.is_dir() and any(dest.iterdir()):
+        raise UsageError(
+            f"output folder {str(dest)!r} already exists and is not empty: remove it or "
+            "choose another with --out"
+        )
+    if not dest.parent.is_dir():
+        raise UsageError(f"the parent folder of {str(dest)!r} does not exist")
+
+
+def tuning_from(settings: Settings) -> EncoderTuning:
+    return EncoderTuning(
+        ffmpeg=settings.ffmpeg_path,
+        preset=settings.encoder_preset,
+        crf=settings.encoder_crf,
+        filter_threads=settings.filter_threads,
+        max_muxing_queue=settings.max_muxing_queue,
+        x264_threads=settings.x264_threads,
+        rc_lookahead=settings.x264_rc_lookahead,
+    )
+
+
+def _fetch_reporter(report: Reporter) -> Any:
+    started = time.monotonic()
+
+    def on_progress(p: FetchProgress) -> None:
+        elapsed = max(time.monotonic() - started, 1e-6)
+        rate = p.done_bytes / elapsed
+        fraction = p.done_bytes / p.total_bytes if p.total_bytes else None
+        eta = (p.total_bytes - p.done_bytes) / rate if p.total_bytes and rate > 0 else None
+        report(
+            StageEvent(
+                "fetch",
+                fraction,
+                f"{rate / 1e6:.1f} MB/s",
+                eta,
+                f"{p.done_bytes / 1e6:.1f} MB from {p.origin}",
+            )
+        )
+
+    return on_progress
+
+
+def _encode_reporter(report: Reporter, plan: EncodePlan) -> Any:
+    detail = ", ".join(f"{r.name} {r.width}x{r.height}" for r in plan.renditions)
+
+    def on_progress(p: EncodeProgress) -> None:
+        speed = f"{p.speed:.2f}x" if p.speed else None
+        report(StageEvent("encode", p.fraction, speed, p.eta_seconds, detail))
+
+    return on_progress
+
+
+def _verification_error(report: ValidationReport, plan: EncodePlan) -> OutputInvalid:
+    violations = [f"[check {v.check}] {v.where}: {v.message}" for v in report.violations]
+    short = [r for r in report.renditions if r.duration < plan.duration - plan.segment_seconds]
+    if short and all(v.check == 3 for v in report.violations):
+        covered = max(r.duration for r in report.renditions)
+        return OutputInvalid(
+            f"the encoded video covers {covered:.1f} s of the {plan.duration:.1f} s the source "
+            "announces: the source is truncated or corrupt",
+            violations,
+        )
+    return OutputInvalid(
+        "the encoded output fails the HLS validity checks:\n" + format_report(report), violations
+    )
+
+
+def _move_into_place(folder: Path, dest: Path) -> None:
+    """Move ``folder`` to ``dest`` so that ``dest`` never holds a half-copied ladder."""
+    staging = dest.parent / f".{dest.name}.partial-{uuid.uuid4().hex[:8]}"
+    try:
+        shutil.move(str(folder), str(staging))
+        if dest.is_dir():
+            dest.rmdir()  # checked empty before the job started
+        staging.rename(dest)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+async def encode(
+    source: str,
+    settings: Settings,
+    *,
+    options: EncodeOptions | None = None,
+    out: Path | None = None,
+    report: Reporter = events.ignore,
+) -> EncodeResult:
+    """Encode ``source`` into a validated HLS ladder at ``out`` (default ``./<name>-hls``)."""
+    started = time.monotonic()
+    options = options or EncodeOptions()
+    ref = parse_source(source)
+    dest = (out or default_destination(ref)).absolute()
+    check_destination(dest)
+    ladder = load_ladder(settings.ladder_file)
+    ffmpeg = await ffmpeg_info(settings.ffmpeg_path)
+    if options.rungs:
+        ladder.select(list(options.rungs))  # unknown names fail before any work
+    job_dir = settings.work_dir / f"job-{uuid.uuid4().hex}"
+    try:
+        job_dir.mkdir(parents=True, mode=0o700)
+        report(StageEvent("fetch", 0.0, detail=ref.kind))
+        fetched = await fetch_source(ref, job_dir, settings, on_progress=_fetch_reporter(report))
+        report(StageEvent("fetch", 1.0, detail=f"{fetched.size / 1e6:.1f} MB", done=True))
+
+        report(StageEvent("probe"))
+        info: MediaInfo = await probe(fetched.path, ffprobe=settings.ffprobe_path)
+        report(StageEvent("probe", 1.0, detail=_describe(info), done=True))
+
+        plan = plan_encode(info, options, ladder)
+        report(StageEvent("plan", 1.0, detail=", ".join(plan.names), done=True))
+
+        out_dir = job_dir / "out"
+        argv = build_command(
+            plan, fetched.path, out_dir, tuning_from(settings), tonemap_available=ffmpeg.has_zscale
+        )
+        log.debug("ffmpeg command: %s", argv)
+        report(StageEvent("encode", 0.0))
+        await run_ffmpeg(argv, duration=plan.duration, on_progress=_encode_reporter(report, plan))
+        report(StageEvent("encode", 1.0, done=True))
+
+        report(StageEvent("verify"))
+        await write_master_playlist(out_dir, ffprobe=settings.ffprobe_path)
+        validation = await validate_folder(
+            out_dir, expected_duration=plan.duration, ffprobe=settings.ffprobe_path
+        )
+        if not validation.ok:
+            raise _verification_error(validation, plan)
+        report(StageEvent("verify", 1.0, detail="6 checks passed", done=True))
+
+        report(StageEvent("store", detail=str(dest)))
+        await asyncio.to_thread(_move_into_place, out_dir, dest)
+        report(StageEvent("store", 1.0, detail=str(dest), done=True))
+    finally:
+        with contextlib.suppress(OSError):
+            await asyncio.shield(asyncio.to_thread(shutil.rmtree, job_dir, True))
+    return EncodeResult(
+        folder=dest,
+        manifest=dest / MASTER_NAME,
+        duration=plan.duration,
+        renditions=[
+            RenditionResult(
+                r.name,
+                r.width,
+                r.height,
+                r.bandwidth,
+                r.average_bandwidth,
+                r.codecs,
+                r.frame_rate,
+                r.segments,
+            )
+            for r in validation.renditions
+        ],
+        cid=None,
+        ffmpeg_version=ffmpeg.version,
+        elapsed_seconds=time.monotonic() - started,
+    )
+
+
+def _describe(info: MediaInfo) -> str:
+    video = info.video
+    width, height = (round(v) for v in video.display_size)
+    audio = "no audio" if info.audio is None else f"audio {info.audio.codec}"
+    return (
+        f"{video.codec} {width}x{height} {float(video.fps):.3g} fps {video.pix_fmt}, "
+        f"{audio}, {info.duration:.1f} s"
+    )
+
+
+__all__ = ["EncodeResult", "RenditionResult", "encode"]

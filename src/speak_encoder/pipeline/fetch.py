@@ -1,0 +1,764 @@
+"""The fetch stage: bring a source to local disk, streaming, bounded, resumable.
+
+``file`` sources are not copied (only checked and hashed). ``http`` sources are streamed into
+``<job_dir>/source[.ext]`` one chunk at a time. ``ipfs`` sources are read from the local Kubo
+node (``cat``) when it answers, then from each gateway in turn.
+
+Every httpx failure is translated here into the project's error tree
+(:mod:`speak_encoder.errors`); messages never contain a URL's password or query string.
+
+A transfer that drops (connection reset, incomplete body, stall) is resumed with
+``Range: bytes=N-`` (Kubo: ``offset=N``) up to ``FETCH_RESUMES`` times. A *stall* is either a
+network read that waits ``FETCH_STALL_TIMEOUT`` seconds for a byte (httpx's read timeout) or a
+transfer averaging less than :data:`MIN_RATE_BYTES_PER_S` over that window (a trickle).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import json
+import logging
+import re
+import shutil
+import stat
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import IO
+from urllib.parse import urlsplit, urlunsplit
+
+import httpx
+
+from speak_encoder import USER_AGENT
+from speak_encoder.config import Settings
+from speak_encoder.errors import (
+    InsufficientDisk,
+    NetworkError,
+    SourceNotFound,
+    SourceRejected,
+    SourceTooLarge,
+    SpeakEncoderError,
+    StallError,
+    UpstreamError,
+)
+from speak_encoder.pipeline.source import SourceRef
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two progress callbacks (the final one is always sent).
+PROGRESS_INTERVAL_S = 0.25
+#: Free space is checked again after every this many bytes written.
+DISK_RECHECK_BYTES = 64 * 1024 * 1024
+#: First pause before a resume; doubles per resume up to :data:`BACKOFF_MAX_S`.
+BACKOFF_FIRST_S = 0.5
+BACKOFF_MAX_S = 5.0
+#: Redirects followed per request.
+MAX_REDIRECTS = 5
+#: Connect timeout for the local Kubo node: when it is down, move on to the gateways quickly.
+KUBO_CONNECT_TIMEOUT_S = 2.0
+#: A transfer slower than this, averaged over FETCH_STALL_TIMEOUT seconds, is a stall.
+MIN_RATE_BYTES_PER_S = 1024
+#: Bytes read per thread hop when hashing a local file.
+HASH_SLICE_BYTES = 16 * 1024 * 1024
+#: File name (without extension) of a downloaded source inside the job folder.
+SOURCE_BASENAME = "source"
+#: Label of the local Kubo node in messages and progress.
+KUBO_LABEL = "local kubo"
+#: Bytes of an error response read to explain it (Kubo's JSON error, a status page).
+ERROR_BODY_BYTES = 4096
+
+_MIB = 1024 * 1024
+_SAFE_EXT = re.compile(r"[a-z0-9]{1,5}")
+_CONTENT_RANGE = re.compile(r"bytes\s+(\d+)-(\d+)/(\d+|\*)")
+_HTML_STARTS = (b"<!doctype html", b"<html")
+_COMPRESSED = frozenset({"gzip", "x-gzip", "deflate", "br", "zstd", "compress"})
+_KUBO_NOT_FOUND = ("not found", "could not find", "no link named")
+
+
+@dataclass(frozen=True, slots=True)
+class FetchProgress:
+    """A progress report of the fetch stage (``total_bytes`` when the origin announced it)."""
+
+    stage: str
+    done_bytes: int
+    total_bytes: int | None
+    origin: str
+
+
+@dataclass(frozen=True, slots=True)
+class FetchedSource:
+    """The source on local disk: its path, size, sha256 (hex) and where it came from."""
+
+    path: Path
+    size: int
+    sha256: str
+    origin: str
+
+
+ProgressCallback = Callable[[FetchProgress], None]
+
+
+# --- small pure helpers -------------------------------------------------------------------
+
+
+def redact_url(url: str) -> str:
+    """``url`` without userinfo, query string and fragment (safe for logs and messages)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid URL>"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    netloc = f"{host}:{port}" if port else host
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+def _mb(size: int) -> str:
+    return f"{size / _MIB:.1f}"
+
+
+def kubo_api_url(addr: str) -> str | None:
+    """Base URL of a Kubo RPC API given as a multiaddr or an http(s) URL (``None``: unusable)."""
+    addr = addr.strip()
+    if not addr:
+        return None
+    if addr.startswith(("http://", "https://")):
+        return addr.rstrip("/").removesuffix("/api/v0")
+    parts = addr.strip("/").split("/")
+    if len(parts) < 4 or parts[2] != "tcp" or not parts[3].isdigit():
+        return None
+    proto, host, port = parts[0], parts[1], parts[3]
+    scheme = "https" if "https" in parts[4:] else "http"
+    if proto == "ip6":
+        host = f"[{host}]"
+    elif proto not in ("ip4", "dns", "dns4", "dns6"):
+        return None
+    return f"{scheme}://{host}:{port}"
+
+
+def _download_path(ref: SourceRef, job_dir: Path) -> Path:
+    suffix = ""
+    if ref.kind == "http":
+        ext = PurePosixPath(urlsplit(ref.value).path).suffix.lstrip(".").lower()
+        if _SAFE_EXT.fullmatch(ext):
+            suffix = "." + ext
+    return job_dir / (SOURCE_BASENAME + suffix)
+
+
+def _looks_like_html(chunk: bytes | bytearray) -> bool:
+    return chunk.lstrip()[:16].lower().startswith(_HTML_STARTS)
+
+
+def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
+    """``(start, total)`` of a ``Content-Range: bytes a-b/total`` header."""
+    match = _CONTENT_RANGE.fullmatch((value or "").strip())
+    if match is None:
+        return None
+    total = match.group(3)
+    return int(match.group(1)), (None if total == "*" else int(total))
+
+
+def _int_header(response: httpx.Response, name: str) -> int | None:
+    value = response.headers.get(name, "").strip()
+    return int(value) if value.isdigit() else None
+
+
+def _kubo_message(body: bytes) -> str:
+    """The ``Message`` of a Kubo JSON error body, else the start of the body as text."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("Message"), str):
+        return str(data["Message"])[:300]
+    return body[:200].decode("utf-8", "replace").strip() or "no error message"
+
+
+async def _read_error_body(response: httpx.Response) -> bytes:
+    """At most :data:`ERROR_BODY_BYTES` of an error response (never the whole body)."""
+    body = b""
+    async for data in response.aiter_bytes(ERROR_BODY_BYTES):
+        body += data
+        if len(body) >= ERROR_BODY_BYTES:
+            break
+    return body[:ERROR_BODY_BYTES]
+
+
+# --- origins and state --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Origin:
+    """One place the bytes can come from."""
+
+    label: str
+    url: str
+    kubo_cid: str | None = None  # set for the local Kubo node's cat
+
+
+@dataclass(slots=True)
+class _Transfer:
+    """What the current origin told us so far (kept across resumes)."""
+
+    total: int | None = None
+    validator: str | None = None  # ETag or Last-Modified, for If-Range
+
+
+class _Interrupted(Exception):
+    """A transfer broke in a way a resume can repair; ``error`` is raised if it cannot."""
+
+    def __init__(self, error: NetworkError) -> None:
+        super().__init__(error.message)
+        self.error = error
+
+
+class _Progress:
+    """Throttles the caller's progress callback."""
+
+    def __init__(self, callback: ProgressCallback | None, origin: str) -> None:
+        self._callback = callback
+        self.origin = origin
+        self._last = 0.0
+
+    def update(self, done: int, total: int | None, *, force: bool = False) -> None:
+        if self._callback is None:
+            return
+        now = time.monotonic()
+        if not force and now - self._last < PROGRESS_INTERVAL_S:
+            return
+        self._last = now
+        self._callback(FetchProgress("fetch", done, total, self.origin))
+
+
+def _check_disk(where: Path, needed: int, settings: Settings) -> None:
+    free = shutil.disk_usage(where).free
+    if free - needed < settings.disk_reserve_bytes:
+        raise InsufficientDisk(
+            f"not enough disk space in {where}: {_mb(free)} MB free, the source needs "
+            f"{_mb(needed)} MB more and {settings.disk_reserve_mb} MB must stay free "
+            "(DISK_RESERVE_MB)"
+        )
+
+
+def _check_size(size: int, settings: Settings, what: str) -> None:
+    if size > settings.max_source_bytes:
+        raise SourceTooLarge(
+            f"{what} is {_mb(size)} MB, more than the maximum of {_mb(settings.max_source_bytes)}"
+            " MB (MAX_SOURCE_MB)"
+        )
+
+
+class _Sink:
+    """The partial download: one file opened once, the running sha256 and the byte count."""
+
+    def __init__(self, path: Path, settings: Settings, progress: _Progress) -> None:
+        self.path = path
+        self.size = 0
+        self.received = 0  # bytes written over all attempts (never reset): progress
+        self.total: int | None = None
+        self._settings = settings
+        self._progress = progress
+        self._digest = hashlib.sha256()
+        self._next_disk_check = DISK_RECHECK_BYTES
+        self._file: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in close()
+
+    def reset(self) -> None:
+        """Start again from byte 0 (the origin cannot resume, or a new origin)."""
+        self._file.seek(0)
+        self._file.truncate()
+        self._digest = hashlib.sha256()
+        self.size = 0
+        self._next_disk_check = DISK_RECHECK_BYTES
+
+    def write(self, chunk: bytes | bytearray, label: str) -> None:
+        new_size = self.size + len(chunk)
+        if self.total is not None and new_size > self.total:
+            raise SourceRejected(
+                f"{label} sent more bytes than the {self.total} it announced: refusing the download"
+            )
+        _check_size(new_size, self._settings, f"the download from {label}")
+        try:
+            self._file.write(chunk)
+        except OSError as exc:
+            raise _os_error(exc, self.path) from None
+        self._digest.update(chunk)
+        self.size = new_size
+        self.received += len(chunk)
+        if self.size >= self._next_disk_check:
+            self._next_disk_check += DISK_RECHECK_BYTES
+            remaining = max((self.total or 0) - self.size, 0)
+            _check_disk(self.path.parent, remaining, self._settings)
+        self._progress.update(self.size, self.total)
+
+    def finish(self) -> str:
+        try:
+            self._file.flush()
+        except OSError as exc:
+            raise _os_error(exc, self.path) from None
+        self._progress.update(self.size, self.total, force=True)
+        return self._digest.hexdigest()
+
+    def close(self) -> None:
+        self._file.close()
+
+    def discard(self) -> None:
+        self._file.close()
+        self.path.unlink(missing_ok=True)
+
+
+def _os_error(exc: OSError, path: Path) -> SpeakEncoderError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return InsufficientDisk(f"the disk holding {path.parent} is full while downloading")
+    return NetworkError(f"cannot write the download to {path}: {exc.strerror or exc}")
+
+
+# --- HTTP status and exception translation ------------------------------------------------
+
+
+def _raise_for_status(code: int, body: bytes, origin: _Origin, have: int) -> None:
+    if code in (200, 206):
+        return
+    if origin.kubo_cid is not None and code == 500:
+        message = _kubo_message(body)
+        if any(hint in message.lower() for hint in _KUBO_NOT_FOUND):
+            raise SourceNotFound(f"{origin.label}: {message}")
+        if "directory" in message.lower():
+            raise SourceRejected(f"{origin.label}: the CID is a folder, not a video ({message})")
+        raise UpstreamError(f"{origin.label} failed: {message}")
+    where = f"{origin.label} answered HTTP {code}"
+    if code in (404, 410):
+        raise SourceNotFound(f"{where}: the source does not exist there")
+    if code == 416:
+        raise SourceRejected(
+            f"{where} (range not satisfiable) when resuming at byte {have}: the server's "
+            "file is shorter than it announced"
+        )
+    if code == 429 or code >= 500:
+        raise UpstreamError(f"{where}: the server is overloaded or failing, try again later")
+    if 400 <= code < 500:
+        raise SourceRejected(f"{where}: the server refused the request")
+    raise SourceRejected(f"{where}, not a downloadable file")
+
+
+def _html_error(origin: _Origin, why: str) -> SourceRejected:
+    hint = " (is the CID a folder?)" if origin.kubo_cid or "/ipfs/" in origin.url else ""
+    return SourceRejected(f"{origin.label} returned an HTML page, not a video ({why}){hint}")
+
+
+def _translate(exc: httpx.HTTPError, origin: _Origin, have: int, stall_s: float) -> Exception:
+    """Map an httpx exception to the error tree (:class:`_Interrupted` = resumable)."""
+    label = origin.label
+    if isinstance(exc, httpx.ConnectTimeout):
+        return NetworkError(f"could not connect to {label}: timed out")
+    if isinstance(exc, httpx.ReadTimeout):
+        return _Interrupted(_stall(label, stall_s, have))
+    if isinstance(exc, httpx.ConnectError):
+        return NetworkError(f"could not connect to {label}: {_short(exc, origin)}")
+    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+        why = _short(exc, origin)
+        dropped = f"{label} dropped the connection after {have} bytes ({why})"
+        return _Interrupted(NetworkError(dropped))
+    if isinstance(exc, httpx.TooManyRedirects):
+        return SourceRejected(f"{label} redirected more than {MAX_REDIRECTS} times")
+    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+        return SourceRejected(f"{label} redirected to an unsupported URL")
+    if isinstance(exc, httpx.DecodingError):
+        return SourceRejected(f"{label} sent a body that cannot be decoded")
+    detail = f"{type(exc).__name__}: {_short(exc, origin)}"
+    return NetworkError(f"download from {label} failed: {detail}")
+
+
+def _short(exc: BaseException, origin: _Origin) -> str:
+    text = str(exc) or type(exc).__name__
+    return text.replace(origin.url, origin.label)[:200]
+
+
+def _stall(label: str, seconds: float, have: int) -> StallError:
+    return StallError(
+        f"{label} sent nothing (or almost nothing) for {seconds:g} s "
+        f"(FETCH_STALL_TIMEOUT) after {have} bytes"
+    )
+
+
+# --- one request --------------------------------------------------------------------------
+
+
+def _build_request(
+    client: httpx.AsyncClient, origin: _Origin, have: int, transfer: _Transfer
+) -> httpx.Request:
+    if origin.kubo_cid is not None:
+        params = {"arg": origin.kubo_cid}
+        if have:
+            params["offset"] = str(have)
+        timeout = client.timeout
+        kubo_timeout = httpx.Timeout(
+            timeout.read,
+            connect=min(KUBO_CONNECT_TIMEOUT_S, timeout.connect or KUBO_CONNECT_TIMEOUT_S),
+        )
+        return client.build_request("POST", origin.url, params=params, timeout=kubo_timeout)
+    headers = {"Accept-Encoding": "identity"}
+    if have:
+        headers["Range"] = f"bytes={have}-"
+        if transfer.validator:
+            headers["If-Range"] = transfer.validator
+    return client.build_request("GET", origin.url, headers=headers)
+
+
+def _check_content_headers(response: httpx.Response, origin: _Origin) -> None:
+    content_type = response.headers.get("content-type", "").lower()
+    if content_type.startswith("text/html"):
+        raise _html_error(origin, f"Content-Type {content_type.split(';')[0]}")
+    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    if encoding in _COMPRESSED:
+        raise SourceRejected(
+            f"{origin.label} sent a {encoding}-compressed body although none was requested"
+        )
+
+
+def _validator(response: httpx.Response) -> str | None:
+    etag = str(response.headers.get("etag", ""))
+    if etag and not etag.startswith("W/"):
+        return etag
+    return str(response.headers.get("last-modified", "")) or None
+
+
+def _accept_response(
+    response: httpx.Response, origin: _Origin, sink: _Sink, transfer: _Transfer
+) -> None:
+    """Decide append/restart from the status and headers; learn the total size."""
+    if response.status_code == 206:
+        parsed = _parse_content_range(response.headers.get("content-range"))
+        if parsed is None or parsed[0] != sink.size:
+            raise UpstreamError(
+                f"{origin.label} answered a resume at byte {sink.size} with a different range "
+                f"({response.headers.get('content-range', 'no Content-Range')})"
+            )
+        transfer.total = parsed[1] if parsed[1] is not None else transfer.total
+        transfer.validator = transfer.validator or _validator(response)
+        return
+    if origin.kubo_cid is not None:
+        remaining = _int_header(response, "x-content-length")
+        transfer.total = sink.size + remaining if remaining is not None else None
+        return
+    if sink.size:
+        log.info("%s ignores Range requests: starting again from byte 0", origin.label)
+        sink.reset()
+    transfer.total = _int_header(response, "content-length")
+    transfer.validator = _validator(response)
+
+
+async def _watch_rate(response: httpx.Response, deadline: asyncio.Timeout, window: float) -> None:
+    """Push ``deadline`` forward while at least the minimum rate keeps arriving."""
+    loop = asyncio.get_running_loop()
+    needed = max(1, int(MIN_RATE_BYTES_PER_S * window))
+    tick = min(1.0, window / 4)
+    mark = response.num_bytes_downloaded
+    while True:
+        await asyncio.sleep(tick)
+        now = response.num_bytes_downloaded
+        if now - mark >= needed:
+            mark = now
+            deadline.reschedule(loop.time() + window)
+
+
+async def _pump(response: httpx.Response, origin: _Origin, sink: _Sink, chunk: int) -> None:
+    """Copy the body to ``sink`` in ``chunk``-sized writes.
+
+    Network reads are gathered in one bounded buffer; when the transfer breaks, what was
+    received is still written, so a resume starts at the exact byte the peer stopped at.
+    """
+    buffer = bytearray()
+    try:
+        async for data in response.aiter_bytes():
+            buffer += data
+            if len(buffer) >= chunk:
+                _flush(buffer, origin, sink)
+    except (httpx.TransportError, asyncio.CancelledError):
+        with contextlib.suppress(SpeakEncoderError):  # never mask the break (or a cancel)
+            _flush(buffer, origin, sink)
+        raise
+    _flush(buffer, origin, sink)
+
+
+def _flush(buffer: bytearray, origin: _Origin, sink: _Sink) -> None:
+    if not buffer:
+        return
+    if sink.size == 0 and _looks_like_html(buffer[:64]):
+        raise _html_error(origin, "the body starts with <html>")
+    sink.write(buffer, origin.label)
+    buffer.clear()
+
+
+async def _receive(
+    response: httpx.Response, origin: _Origin, sink: _Sink, settings: Settings
+) -> None:
+    """Stream the body into ``sink``, bounded by the stall window and minimum rate."""
+    window = settings.fetch_stall_timeout
+    loop = asyncio.get_running_loop()
+    try:
+        async with asyncio.timeout_at(loop.time() + window) as deadline:
+            watcher = asyncio.create_task(_watch_rate(response, deadline, window))
+            try:
+                await _pump(response, origin, sink, settings.chunk_bytes)
+            finally:
+                watcher.cancel()
+                await asyncio.wait([watcher])
+    except TimeoutError:
+        raise _Interrupted(_stall(origin.label, window, sink.size)) from None
+
+
+async def _attempt(
+    client: httpx.AsyncClient,
+    origin: _Origin,
+    sink: _Sink,
+    transfer: _Transfer,
+    settings: Settings,
+) -> None:
+    """One request: status, headers, body. Raises :class:`_Interrupted` when resumable."""
+    request = _build_request(client, origin, sink.size, transfer)
+    response = await client.send(request, stream=True)
+    try:
+        code = response.status_code
+        body = b"" if code in (200, 206) else await _read_error_body(response)
+        _raise_for_status(code, body, origin, sink.size)
+        _check_content_headers(response, origin)
+        _accept_response(response, origin, sink, transfer)
+        sink.total = transfer.total
+        if transfer.total is not None:
+            _check_size(transfer.total, settings, f"the source at {origin.label}")
+            _check_disk(sink.path.parent, transfer.total - sink.size, settings)
+        await _receive(response, origin, sink, settings)
+    finally:
+        await response.aclose()
+    if transfer.total is not None and sink.size < transfer.total:
+        raise _Interrupted(
+            NetworkError(
+                f"{origin.label} ended the transfer at byte {sink.size} of {transfer.total}"
+            )
+        )
+
+
+async def _from_origin(
+    client: httpx.AsyncClient,
+    origin: _Origin,
+    sink: _Sink,
+    settings: Settings,
+    *,
+    failover: bool,
+) -> None:
+    """Download everything from ``origin``, resuming up to ``settings.fetch_resumes`` times.
+
+    With ``failover`` (other origins are waiting), an attempt that broke before delivering a
+    single byte ends this origin at once instead of being retried.
+    """
+    transfer = _Transfer()
+    delay = BACKOFF_FIRST_S
+    for attempt in range(settings.fetch_resumes + 1):
+        received_before = sink.received
+        try:
+            try:
+                await _attempt(client, origin, sink, transfer, settings)
+                return
+            except httpx.HTTPError as exc:
+                raise _translate(exc, origin, sink.size, settings.fetch_stall_timeout) from None
+        except _Interrupted as broken:
+            stuck = failover and sink.received == received_before
+            if attempt >= settings.fetch_resumes or stuck:
+                raise broken.error from None
+            log.info(
+                "%s; resuming at byte %d in %.1f s (%d/%d)",
+                broken.error.message,
+                sink.size,
+                delay,
+                attempt + 1,
+                settings.fetch_resumes,
+            )
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, BACKOFF_MAX_S)
+
+
+# --- origins of a reference ---------------------------------------------------------------
+
+
+def _origins(ref: SourceRef, settings: Settings) -> list[_Origin]:
+    if ref.kind == "http":
+        return [_Origin(redact_url(ref.value), ref.value)]
+    origins: list[_Origin] = []
+    api = kubo_api_url(settings.ipfs_api_addr)
+    if api is not None:
+        origins.append(_Origin(KUBO_LABEL, f"{api}/api/v0/cat", kubo_cid=ref.value))
+    elif settings.ipfs_api_addr.strip():
+        log.warning(
+            "IPFS_API_ADDR %r is not a usable multiaddr or URL: skipping the local node",
+            settings.ipfs_api_addr,
+        )
+    gateways = [ref.gateway.rstrip("/")] if ref.gateway else []
+    gateways += [gw for gw in settings.gateway_list if gw not in gateways]
+    origins += [_Origin(redact_url(gw), f"{gw}/ipfs/{ref.value}") for gw in gateways]
+    return origins
+
+
+def _all_failed(ref: SourceRef, failures: list[tuple[_Origin, SpeakEncoderError]]) -> Exception:
+    summary = "; ".join(f"{origin.label}: {err.message}" for origin, err in failures)
+    if not failures:
+        return SourceNotFound(f"no IPFS origin configured to fetch {ref.value}")
+    if all(isinstance(err, SourceNotFound) for _, err in failures):
+        return SourceNotFound(f"CID {ref.value} was not found on any origin ({summary})")
+    retryable = [err for _, err in failures if err.retryable]
+    last = retryable[-1] if retryable else failures[-1][1]
+    return type(last)(f"could not fetch {ref.value} from any origin ({summary})")
+
+
+async def _download(
+    ref: SourceRef,
+    sink: _Sink,
+    settings: Settings,
+    progress: _Progress,
+    transport: httpx.AsyncBaseTransport | None,
+) -> str:
+    """Fill ``sink`` from the first origin that works; returns that origin's label."""
+    timeout = httpx.Timeout(
+        connect=settings.fetch_connect_timeout,
+        read=settings.fetch_stall_timeout,
+        write=settings.fetch_stall_timeout,
+        pool=settings.fetch_connect_timeout,
+    )
+    failures: list[tuple[_Origin, SpeakEncoderError]] = []
+    async with httpx.AsyncClient(
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=True,
+        max_redirects=MAX_REDIRECTS,
+        timeout=timeout,
+        transport=transport,
+        trust_env=False,
+    ) as client:
+        for origin in _origins(ref, settings):
+            progress.origin = origin.label
+            sink.reset()
+            try:
+                await _from_origin(client, origin, sink, settings, failover=ref.kind == "ipfs")
+                return origin.label
+            except (SourceTooLarge, InsufficientDisk):
+                raise
+            except SpeakEncoderError as exc:
+                if ref.kind == "http":
+                    raise
+                log_at = logging.DEBUG if origin.kubo_cid else logging.INFO
+                log.log(log_at, "%s could not serve %s: %s", origin.label, ref.value, exc)
+                failures.append((origin, exc))
+    raise _all_failed(ref, failures)
+
+
+# --- local files --------------------------------------------------------------------------
+
+
+def _hash_slice(handle: IO[bytes], digest: hashlib._Hash, chunk: int) -> int:
+    """Hash up to :data:`HASH_SLICE_BYTES` more of ``handle`` (in a worker thread)."""
+    done = 0
+    while done < HASH_SLICE_BYTES:
+        data = handle.read(chunk)
+        if not data:
+            break
+        digest.update(data)
+        done += len(data)
+    return done
+
+
+def _stat_local(path: Path, settings: Settings) -> int:
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise SourceNotFound(f"source file not found: {path}") from None
+    except PermissionError:
+        raise SourceRejected(f"source file is not readable (permission denied): {path}") from None
+    except OSError as exc:
+        raise SourceRejected(f"cannot read the source file {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(info.st_mode):
+        raise SourceRejected(f"the source is a directory, not a video file: {path}")
+    if not stat.S_ISREG(info.st_mode):
+        raise SourceRejected(f"the source is not a regular file: {path}")
+    if info.st_size == 0:
+        raise SourceRejected(f"source file is empty (0 bytes): {path}")
+    _check_size(info.st_size, settings, f"the source file {path.name}")
+    return info.st_size
+
+
+async def _local_file(path: Path, settings: Settings, progress: _Progress) -> FetchedSource:
+    expected = _stat_local(path, settings)
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as handle:
+            while done := await asyncio.to_thread(
+                _hash_slice, handle, digest, settings.chunk_bytes
+            ):
+                size += done
+                progress.update(size, expected)
+    except PermissionError:
+        raise SourceRejected(f"source file is not readable (permission denied): {path}") from None
+    except OSError as exc:
+        raise SourceRejected(f"cannot read the source file {path}: {exc.strerror}") from None
+    if size == 0:
+        raise SourceRejected(f"source file is empty (0 bytes): {path}")
+    _check_size(size, settings, f"the source file {path.name}")
+    progress.update(size, expected, force=True)
+    return FetchedSource(path, size, digest.hexdigest(), progress.origin)
+
+
+# --- the stage ----------------------------------------------------------------------------
+
+
+async def fetch_source(
+    ref: SourceRef,
+    job_dir: Path,
+    settings: Settings,
+    *,
+    on_progress: ProgressCallback | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FetchedSource:
+    """Make ``ref`` available on local disk and return its path, size and sha256.
+
+    Local files are used in place. Downloads go to ``job_dir/source[.ext]``; on any failure
+    (or cancellation) the partial file is removed. Raises the most specific
+    :class:`~speak_encoder.errors.SpeakEncoderError`.
+    """
+    if ref.kind == "file":
+        return await _local_file(Path(ref.value), settings, _Progress(on_progress, "local file"))
+    job_dir.mkdir(parents=True, exist_ok=True)
+    _check_disk(job_dir, 0, settings)
+    progress = _Progress(on_progress, "")
+    path = _download_path(ref, job_dir)
+    try:
+        sink = _Sink(path, settings, progress)
+    except OSError as exc:
+        raise _os_error(exc, path) from None
+    try:
+        origin = await _download(ref, sink, settings, progress, transport)
+        if sink.size == 0:
+            raise SourceRejected(f"{origin} sent an empty file (0 bytes)")
+        sha256 = sink.finish()
+    except BaseException:
+        sink.discard()
+        raise
+    sink.close()
+    log.info("fetched %s: %s MB from %s", ref.display_name, _mb(sink.size), origin)
+    return FetchedSource(sink.path, sink.size, sha256, origin)
+
+
+__all__ = [
+    "FetchProgress",
+    "FetchedSource",
+    "ProgressCallback",
+    "fetch_source",
+    "kubo_api_url",
+    "redact_url",
+]

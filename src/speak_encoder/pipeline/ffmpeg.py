@@ -1,0 +1,279 @@
+"""The encode stage: a pure ffmpeg command builder and an async runner with progress.
+
+One ffmpeg process per job decodes the source once and feeds every rung (encoding.md §4)::
+
+    [0:v] (tonemap) fps ─ split ─┬─ scale ─ setsar ─► libx264 (rung 1) ─┐
+                                 ├─ scale ─ setsar ─► libx264 (rung 2) ─┼─► HLS muxer
+                                 └─ …                                   │   (-var_stream_map)
+    [0:a] or silence ─ aresample ─ asplit ───► aac (one per rung) ──────┘
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from speak_encoder.errors import EncodeError, ResourceError
+from speak_encoder.pipeline.plan import GOP_SECONDS, EncodePlan
+from speak_encoder.proc import run_capture, start, stop
+
+#: Name of the master playlist the front ends load.
+MASTER_NAME = "manifest.m3u8"
+#: Media playlist of each rung, inside its folder.
+MEDIA_NAME = "index.m3u8"
+#: Segment file names inside a rung folder (ffmpeg 5.1 refuses %v in folder and file name).
+SEGMENT_PATTERN = "seg_%d.ts"
+#: Lines of ffmpeg's stderr kept to explain a failure (bounded: corrupt input floods it).
+STDERR_TAIL_LINES = 40
+#: HDR → SDR: linearise, tone-map (Hable), back to BT.709 (needs ffmpeg built with zimg).
+TONEMAP_CHAIN = (
+    "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
+    "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class EncoderTuning:
+    """Knobs that change speed and memory, not the output format."""
+
+    ffmpeg: str = "ffmpeg"
+    preset: str = "medium"
+    crf: int = 19
+    filter_threads: int = 2
+    max_muxing_queue: int = 1024
+    #: x264 threads per rung (0 = let x264 decide) and lookahead frames (None = preset's).
+    x264_threads: int = 0
+    rc_lookahead: int | None = None
+
+
+def _fps_text(fps: Fraction) -> str:
+    return str(fps.numerator) if fps.denominator == 1 else f"{fps.numerator}/{fps.denominator}"
+
+
+def filter_graph(plan: EncodePlan, *, tonemap_available: bool) -> str:
+    """The -filter_complex text: decode once, split, one scaler per rung."""
+    count = len(plan.renditions)
+    video = [f"[0:{plan.video_index}]"]
+    if plan.tonemap and tonemap_available:
+        video.append(TONEMAP_CHAIN + ",")
+    video.append(f"fps={_fps_text(plan.fps)},split={count}")
+    video.extend(f"[s{i}]" for i in range(count))
+    chains = ["".join(video)]
+    for i, rung in enumerate(plan.renditions):
+        chains.append(
+            f"[s{i}]scale={rung.width}:{rung.height}:flags=bicubic,setsar=1,format=yuv420p[v{i}]"
+        )
+    audio_in = f"[0:{plan.audio_index}]" if plan.audio_index is not None else "[1:a]"
+    outs = "".join(f"[a{i}]" for i in range(count))
+    chains.append(
+        f"{audio_in}aresample=48000,aformat=sample_fmts=fltp:channel_layouts=stereo,"
+        f"asplit={count}{outs}"
+    )
+    return ";".join(chains)
+
+
+def build_command(
+    plan: EncodePlan,
+    source: Path,
+    out_dir: Path,
+    tuning: EncoderTuning,
+    *,
+    tonemap_available: bool = True,
+) -> list[str]:
+    """The full ffmpeg argument list for ``plan`` (pure, tested as data)."""
+    args = [tuning.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats"]
+    args += ["-progress", "pipe:1", "-filter_complex_threads", str(tuning.filter_threads)]
+    if plan.limit_seconds is not None:
+        args += ["-t", f"{plan.limit_seconds:g}"]
+    args += ["-i", f"file:{source}"]
+    if plan.audio_index is None:
+        # Silence exactly as long as the video (an endless lavfi source would never end:
+        # -shortest does not stop a -filter_complex graph in ffmpeg 5.1).
+        args += ["-f", "lavfi", "-t", f"{plan.duration:.3f}"]
+        args += ["-i", "anullsrc=channel_layout=stereo:sample_rate=48000"]
+    args += ["-filter_complex", filter_graph(plan, tonemap_available=tonemap_available)]
+    for i in range(len(plan.renditions)):
+        args += ["-map", f"[v{i}]", "-map", f"[a{i}]"]
+    if plan.limit_seconds is not None:
+        args += ["-t", f"{plan.limit_seconds:g}"]
+    gop = str(plan.gop_frames)
+    args += ["-c:v", "libx264", "-preset", tuning.preset, "-crf", str(tuning.crf)]
+    args += ["-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
+    args += ["-force_key_frames", f"expr:gte(t,n_forced*{GOP_SECONDS})", "-pix_fmt", "yuv420p"]
+    if tuning.x264_threads:
+        args += ["-threads:v", str(tuning.x264_threads)]
+    if tuning.rc_lookahead is not None:
+        args += ["-rc-lookahead", str(tuning.rc_lookahead)]
+    for i, rung in enumerate(plan.renditions):
+        spec = rung.spec
+        args += [f"-maxrate:v:{i}", f"{spec.max_kbps}k", f"-bufsize:v:{i}", f"{spec.buffer_kbps}k"]
+        args += [f"-profile:v:{i}", spec.profile, f"-level:v:{i}", spec.level]
+    args += ["-c:a", "aac", "-ac", "2", "-ar", "48000"]
+    for i, rung in enumerate(plan.renditions):
+        args += [f"-b:a:{i}", f"{rung.spec.audio_kbps}k"]
+    args += ["-map_metadata", "-1", "-map_chapters", "-1"]
+    args += ["-max_muxing_queue_size", str(tuning.max_muxing_queue)]
+    stream_map = " ".join(f"v:{i},a:{i},name:{r.name}" for i, r in enumerate(plan.renditions))
+    args += [
+        "-f", "hls",
+        "-hls_time", str(plan.segment_seconds),
+        "-hls_playlist_type", "vod",
+        "-hls_list_size", "0",
+        "-hls_flags", "independent_segments",
+        "-hls_segment_type", "mpegts",
+        "-start_number", "0",
+        "-hls_segment_filename", str(out_dir / "%v" / SEGMENT_PATTERN),
+        "-master_pl_name", MASTER_NAME,
+        "-var_stream_map", stream_map,
+        str(out_dir / "%v" / MEDIA_NAME),
+    ]  # fmt: skip
+    return args
+
+
+# --- progress --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class EncodeProgress:
+    out_seconds: float
+    fraction: float  # 0..1
+    speed: float | None  # × real time
+    fps: float | None
+    eta_seconds: float | None
+    done: bool
+
+
+class ProgressParser:
+    """Turns ffmpeg ``-progress`` key=value lines into :class:`EncodeProgress` snapshots."""
+
+    def __init__(self, duration: float) -> None:
+        self.duration = max(duration, 0.001)
+        self._block: dict[str, str] = {}
+
+    def feed(self, line: str) -> EncodeProgress | None:
+        key, sep, value = line.strip().partition("=")
+        if not sep:
+            return None
+        self._block[key] = value.strip()
+        if key != "progress":
+            return None
+        block, self._block = self._block, {}
+        out_us = _number(block.get("out_time_us")) or _number(block.get("out_time_ms")) or 0.0
+        seconds = max(0.0, out_us / 1_000_000)
+        speed = _number(block.get("speed", "").rstrip("x"))
+        fraction = min(1.0, seconds / self.duration)
+        done = value.strip() == "end"
+        eta = None
+        if speed and speed > 0 and not done:
+            eta = max(0.0, (self.duration - seconds) / speed)
+        return EncodeProgress(
+            out_seconds=seconds,
+            fraction=1.0 if done else fraction,
+            speed=speed,
+            fps=_number(block.get("fps")),
+            eta_seconds=0.0 if done else eta,
+            done=done,
+        )
+
+
+def _number(text: str | None) -> float | None:
+    if not text or text == "N/A":
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+# --- running ---------------------------------------------------------------------------
+
+_NOISE = re.compile(r"^\s*(\[.*?\]\s*)?(Last message repeated|frame=|size=)")
+
+
+def explain_failure(returncode: int, stderr_tail: list[str]) -> EncodeError | ResourceError:
+    """Map an ffmpeg exit into the error tree with the most useful stderr lines."""
+    if returncode < 0:
+        sig = -returncode
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        return ResourceError(
+            f"ffmpeg was killed by {name} (not by speak-encoder): out of memory or stopped "
+            "by the system"
+        )
+    lines = [line for line in stderr_tail if line.strip() and not _NOISE.match(line)]
+    detail = " | ".join(lines[-4:])[:600] or "no error output"
+    return EncodeError(f"ffmpeg failed (exit code {returncode}): {detail}")
+
+
+async def run_ffmpeg(
+    argv: list[str],
+    *,
+    duration: float,
+    on_progress: Callable[[EncodeProgress], None] | None = None,
+) -> None:
+    """Run ffmpeg, report progress, and kill its process group on cancel or failure."""
+    proc = await start(
+        argv,
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    tail: deque[str] = deque(maxlen=STDERR_TAIL_LINES)
+    parser = ProgressParser(duration)
+
+    async def read_progress() -> None:
+        assert proc.stdout is not None
+        async for raw in proc.stdout:
+            snapshot = parser.feed(raw.decode("utf-8", "replace"))
+            if snapshot is not None and on_progress is not None:
+                on_progress(snapshot)
+
+    async def read_stderr() -> None:
+        assert proc.stderr is not None
+        async for raw in proc.stderr:
+            tail.append(raw.decode("utf-8", "replace").rstrip()[:500])
+
+    try:
+        await asyncio.gather(read_progress(), read_stderr())
+        returncode = await proc.wait()
+    finally:
+        await stop(proc)
+    if returncode != 0:
+        raise explain_failure(returncode, list(tail))
+
+
+# --- capabilities -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class FfmpegInfo:
+    version: str
+    has_zscale: bool
+    has_libx264: bool
+
+
+_INFO_CACHE: dict[str, FfmpegInfo] = {}
+
+
+async def ffmpeg_info(ffmpeg: str = "ffmpeg") -> FfmpegInfo:
+    """Version and the features the encoder depends on (cached per binary path)."""
+    cached = _INFO_CACHE.get(ffmpeg)
+    if cached is not None:
+        return cached
+    version_out = await run_capture([ffmpeg, "-hide_banner", "-version"], timeout=30)
+    first = version_out.stdout.decode("utf-8", "replace").splitlines()[:1]
+    match = re.search(r"ffmpeg version (\S+)", first[0] if first else "")
+    filters = await run_capture([ffmpeg, "-hide_banner", "-filters"], timeout=30)
+    encoders = await run_capture([ffmpeg, "-hide_banner", "-encoders"], timeout=30)
+    info = FfmpegInfo(
+        version=match.group(1) if match else "unknown",
+        has_zscale=b" zscale " in filters.stdout and b" tonemap " in filters.stdout,
+        has_libx264=b" libx264 " in encoders.stdout,
+    )
+    _INFO_CACHE[ffmpeg] = info
+    return info

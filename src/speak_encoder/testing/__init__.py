@@ -1,0 +1,1 @@
+"""Faithful test doubles shared by the test-suite and local development."""

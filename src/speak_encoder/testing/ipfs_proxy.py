@@ -1,0 +1,113 @@
+"""A tiny faulty proxy in front of a real Kubo RPC node (for the faults a real node never makes).
+
+Every request is forwarded to ``upstream`` unchanged; the answer is altered by ``fault``:
+
+* ``"wrong-root"``: in an ``add`` answer, the root entry (``Name ""``) gets another CID (the
+  empty directory's), as a broken or malicious node would report;
+* ``"html"``: every answer is replaced by a 502 HTML error page, as a reverse proxy sends;
+* ``None``: a plain pass-through.
+
+Request bodies are read whole (test uploads are tiny); answers are forwarded whole.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from typing import Any, Self
+
+import httpx
+
+#: The CID the ``wrong-root`` fault reports (the empty UnixFS directory).
+WRONG_ROOT = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
+HTML_PAGE = b"<!DOCTYPE html><html><body><h1>502 Bad Gateway</h1></body></html>\n"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: _ProxyServer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        proxy = self.server.proxy
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        proxy.requests.append(self.path)
+        if proxy.fault == "html":
+            self._reply(502, "text/html", HTML_PAGE)
+            return
+        headers = {
+            key: value
+            for key, value in self.headers.items()
+            if key.lower() in {"content-type", "content-length"}
+        }
+        response = httpx.post(
+            f"{proxy.upstream}{self.path}", content=body, headers=headers, timeout=120
+        )
+        content = response.content
+        if proxy.fault == "wrong-root" and self.path.startswith("/api/v0/add"):
+            content = _rewrite_root(content)
+        self._reply(
+            response.status_code, response.headers.get("content-type", "text/plain"), content
+        )
+
+    def _reply(self, status: int, content_type: str, body: bytes) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+def _rewrite_root(ndjson: bytes) -> bytes:
+    lines = []
+    for line in ndjson.splitlines():
+        if line.strip():
+            entry = json.loads(line)
+            if entry.get("Name") == "" and "Hash" in entry:
+                entry["Hash"] = WRONG_ROOT
+            line = json.dumps(entry).encode()
+        lines.append(line)
+    return b"\n".join(lines) + b"\n"
+
+
+class _ProxyServer(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self, proxy: KuboFaultProxy) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.proxy = proxy
+
+
+class KuboFaultProxy:
+    """See the module docstring. ``with KuboFaultProxy(node.api_url, "wrong-root") as p:``."""
+
+    def __init__(self, upstream: str, fault: str | None = None) -> None:
+        if fault not in {None, "wrong-root", "html"}:
+            raise ValueError(f"unknown fault {fault!r}")
+        self.upstream = upstream.rstrip("/")
+        self.fault = fault
+        self.requests: list[str] = []
+        self._server = _ProxyServer(self)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def __enter__(self) -> Self:
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._server.shutdown()
+        self._server.server_close()
