@@ -105,7 +105,7 @@ SAMPLES: dict[str, Sample] = {
                     "{out}",
                 ],
             ),
-        ),  # fmt: skip
+        ),
         Sample(
             "hevc_hdr10",
             "mp4",
@@ -134,7 +134,7 @@ SAMPLES: dict[str, Sample] = {
                 ],
             ),
             note="10-bit HEVC with PQ (HDR10) signalling",
-        ),  # fmt: skip
+        ),
         Sample(
             "odd_size",
             "mkv",
@@ -153,7 +153,7 @@ SAMPLES: dict[str, Sample] = {
                     "{out}",
                 ],
             ),
-        ),  # fmt: skip
+        ),
         Sample(
             "one_pixel",
             "mkv",
@@ -174,7 +174,7 @@ SAMPLES: dict[str, Sample] = {
                     "{out}",
                 ],
             ),
-        ),  # fmt: skip
+        ),
         Sample(
             "non_square",
             "mp4",
@@ -190,7 +190,7 @@ SAMPLES: dict[str, Sample] = {
                 ],
             ),
             note="720x480 with SAR 32:27 → displayed 853x480",
-        ),  # fmt: skip
+        ),
         Sample(
             "vfr",
             "mkv",
@@ -208,7 +208,7 @@ SAMPLES: dict[str, Sample] = {
                 ],
             ),
             note="frames dropped irregularly: variable frame rate",
-        ),  # fmt: skip
+        ),
         Sample(
             "vp9",
             "webm",
@@ -229,7 +229,7 @@ SAMPLES: dict[str, Sample] = {
                     "{out}",
                 ],
             ),
-        ),  # fmt: skip
+        ),
         Sample(
             "av1",
             "mkv",
@@ -249,7 +249,7 @@ SAMPLES: dict[str, Sample] = {
                     "{out}",
                 ],
             ),
-        ),  # fmt: skip
+        ),
         Sample(
             "prores",
             "mov",
@@ -266,7 +266,7 @@ SAMPLES: dict[str, Sample] = {
                     "{out}",
                 ],
             ),
-        ),  # fmt: skip
+        ),
         Sample(
             "mpeg4_part2",
             "avi",
@@ -283,7 +283,7 @@ SAMPLES: dict[str, Sample] = {
                     "{out}",
                 ],
             ),
-        ),  # fmt: skip
+        ),
         Sample("audio_only", "m4a", ([*_tone(3), *_AAC, "{out}"],)),
         Sample(
             "multi_audio",
@@ -304,7 +304,7 @@ SAMPLES: dict[str, Sample] = {
                     "{out}",
                 ],
             ),
-        ),  # fmt: skip
+        ),
         Sample(
             "extra_streams",
             "mkv",
@@ -333,7 +333,7 @@ SAMPLES: dict[str, Sample] = {
                 ],
             ),
             note="subtitles and an attachment besides audio and video",
-        ),  # fmt: skip
+        ),
         Sample(
             "cover_art",
             "mp4",
@@ -360,15 +360,15 @@ SAMPLES: dict[str, Sample] = {
                 ],
             ),
             note="a cover picture stream before nothing else: must not be taken as the video",
-        ),  # fmt: skip
+        ),
         Sample(
             "high_fps", "mp4", ([*_video("320x180", "120", 2), *_tone(2), *_X264, *_AAC, "{out}"],)
-        ),  # fmt: skip
+        ),
         Sample(
             "very_short",
             "mp4",
             ([*_video("320x180", "30", 0.4), *_tone(0.4), *_X264, *_AAC, "{out}"],),
-        ),  # fmt: skip
+        ),
         Sample(
             "long",
             "mp4",
@@ -390,7 +390,7 @@ SAMPLES: dict[str, Sample] = {
                 ],
             ),
             note="1 h 12 min at 1 fps: crosses the 1-hour segment-length rule",
-        ),  # fmt: skip
+        ),
         Sample(
             "truncated",
             "mp4",
@@ -414,7 +414,7 @@ SAMPLES: dict[str, Sample] = {
             ),
             post=_truncate_half,
             note="index at the front, half the media data missing",
-        ),  # fmt: skip
+        ),
         Sample(
             "corrupt",
             "mp4",
@@ -431,7 +431,7 @@ SAMPLES: dict[str, Sample] = {
             ),
             post=_corrupt_middle,
             note="64 KiB of garbage written over the middle of the media data",
-        ),  # fmt: skip
+        ),
         Sample("zero_bytes", "mp4", (), post=_empty),
         Sample("not_media", "mp4", (), post=_text),
         Sample(
@@ -483,5 +483,11 @@ def generate(name: str, folder: Path, *, ffmpeg: str = "ffmpeg") -> Path:
     return out
 
 
-_MUXERS = {"mp4": "mp4", "mkv": "matroska", "webm": "webm", "mov": "mov", "avi": "avi",
-           "m4a": "ipod"}  # fmt: skip
+_MUXERS = {
+    "mp4": "mp4",
+    "mkv": "matroska",
+    "webm": "webm",
+    "mov": "mov",
+    "avi": "avi",
+    "m4a": "ipod",
+}
