@@ -30,7 +30,7 @@ from speak_encoder.pipeline.ffmpeg import (
     ffmpeg_info,
     run_ffmpeg,
 )
-from speak_encoder.pipeline.hls import write_master_playlist
+from speak_encoder.pipeline.hls import RenditionStats, write_master_playlist
 from speak_encoder.pipeline.ladder import load_ladder
 from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
 from speak_encoder.pipeline.probe import MediaInfo, probe
@@ -134,16 +134,28 @@ def _encode_reporter(report: Reporter, plan: EncodePlan) -> Any:
     return on_progress
 
 
+#: Output this much shorter than the source announces (seconds, or the fraction of its length
+#: if larger) means the source was cut short: a partial upload must not pass as a video.
+TRUNCATION_TOLERANCE_S = 2.0
+TRUNCATION_TOLERANCE_FRACTION = 0.02
+
+
+def _truncation_error(renditions: list[RenditionStats], plan: EncodePlan) -> OutputInvalid | None:
+    covered = min((r.duration for r in renditions), default=0.0)
+    allowed = max(TRUNCATION_TOLERANCE_S, TRUNCATION_TOLERANCE_FRACTION * plan.duration)
+    if covered >= plan.duration - allowed:
+        return None
+    return OutputInvalid(
+        f"the encoded video covers {covered:.1f} s of the {plan.duration:.1f} s the source "
+        "announces: the source is truncated or corrupt"
+    )
+
+
 def _verification_error(report: ValidationReport, plan: EncodePlan) -> OutputInvalid:
     violations = [f"[check {v.check}] {v.where}: {v.message}" for v in report.violations]
-    short = [r for r in report.renditions if r.duration < plan.duration - plan.segment_seconds]
-    if short and all(v.check == 3 for v in report.violations):
-        covered = max(r.duration for r in report.renditions)
-        return OutputInvalid(
-            f"the encoded video covers {covered:.1f} s of the {plan.duration:.1f} s the source "
-            "announces: the source is truncated or corrupt",
-            violations,
-        )
+    truncated = _truncation_error(report.renditions, plan)
+    if truncated is not None and all(v.check == 3 for v in report.violations):
+        return OutputInvalid(truncated.message, violations)
     return OutputInvalid(
         "the encoded output fails the HLS validity checks:\n" + format_report(report), violations
     )
@@ -209,6 +221,9 @@ async def encode(
         )
         if not validation.ok:
             raise _verification_error(validation, plan)
+        truncated = _truncation_error(validation.renditions, plan)
+        if truncated is not None:
+            raise truncated
         report(StageEvent("verify", 1.0, detail="6 checks passed", done=True))
 
         report(StageEvent("store", detail=str(dest)))

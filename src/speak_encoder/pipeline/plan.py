@@ -121,7 +121,9 @@ def plan_encode(info: MediaInfo, options: EncodeOptions, ladder: Ladder) -> Enco
     requested = ladder.select(list(options.rungs)) if options.rungs else ladder.rungs
     if options.short:
         requested = requested[-1:]
-    duration = min(info.duration, SHORT_MAX_SECONDS) if options.short else info.duration
+    # The video's own length when known: audio running past the picture is not video to make.
+    length = min(info.video.duration or info.duration, info.duration)
+    duration = min(length, SHORT_MAX_SECONDS) if options.short else length
     fps = output_fps(info.video.fps)
     return EncodePlan(
         renditions=choose_rungs(info, requested),

@@ -38,6 +38,7 @@ class VideoStream:
     bit_depth: int
     color_transfer: str
     color_primaries: str
+    duration: float | None = None  # the video stream's own length, when the container says
 
     @property
     def is_hdr(self) -> bool:
@@ -181,6 +182,7 @@ def parse_probe(doc: dict[str, Any], size: int) -> MediaInfo:
             bit_depth=_bit_depth(video),
             color_transfer=str(video.get("color_transfer", "")),
             color_primaries=str(video.get("color_primaries", "")),
+            duration=_float(video.get("duration")),
         ),
         audio=None
         if audio is None
