@@ -220,7 +220,8 @@ def print_table(rows: list[Row]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args_list = sys.argv[1:] if argv is None else argv
+    """Run the benchmark; ``argv`` defaults to no arguments (as bench/run_all.py calls it)."""
+    args_list = [] if argv is None else argv
     if args_list[:1] == ["--child"]:
         return _child_main(args_list[1:])
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
@@ -244,4 +245,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

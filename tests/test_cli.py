@@ -50,7 +50,7 @@ def test_encode_json_output_shape(sample: Callable[[str], Path], tmp_path: Path)
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["manifest"] == str(out / "manifest.m3u8")
-    assert result["cid"] is None
+    assert result["cid"].startswith("Qm") and len(result["cid"]) == 46
     assert result["duration"] == pytest.approx(3.0, abs=0.1)
     assert result["ffmpeg_version"]
     assert [(r["name"], r["width"], r["height"]) for r in result["renditions"]] == [
@@ -175,3 +175,16 @@ def test_ctrl_c_kills_ffmpeg_and_removes_the_work_folder(tmp_path: Path) -> None
     assert not alive, "ffmpeg survived the cancel"
     assert not out.exists()
     assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_store_keeps_the_ladder_by_cid_and_the_cid_matches_the_cid_command(
+    sample: Callable[[str], Path], tmp_path: Path
+) -> None:
+    done = run_cli("encode", str(sample("landscape")), "--store", "--json", env=cli_env(tmp_path))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    folder = Path(result["folder"])
+    assert folder == tmp_path / "data" / "store" / result["cid"]
+    assert (folder / "manifest.m3u8").is_file()
+    recomputed = run_cli("cid", str(folder), env=cli_env(tmp_path))
+    assert recomputed.stdout.strip() == result["cid"]

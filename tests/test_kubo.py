@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from speak_encoder.storage.errors import (
+from speak_encoder.errors import (
     CidMismatch,
     IpfsApiError,
     IpfsBadResponse,

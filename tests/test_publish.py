@@ -15,8 +15,7 @@ import pytest
 
 from speak_encoder.cli_storage import add_storage_commands
 from speak_encoder.config import Settings, load_settings
-from speak_encoder.errors import ConfigError
-from speak_encoder.storage.errors import CidMismatch, PublishIncomplete
+from speak_encoder.errors import CidMismatch, ConfigError, PublishIncomplete
 from speak_encoder.storage.kubo import KuboClient
 from speak_encoder.storage.local_store import keep_folder, stored_path
 from speak_encoder.storage.pins import DONE, PENDING, PinQueue

@@ -9,8 +9,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from speak_encoder.errors import HamtShardingRequired
 from speak_encoder.storage.cid import CID, parse_cid
-from speak_encoder.storage.errors import HamtShardingRequired
 from speak_encoder.storage.kubo import KuboClient
 from speak_encoder.storage.unixfs import (
     CHUNK_SIZE,

@@ -50,11 +50,12 @@ def cmd_encode(args: argparse.Namespace, settings: Settings) -> int:
     options = EncodeOptions(short=args.short, rungs=rungs)
     with ProgressDisplay(enabled=not args.json and not args.quiet) as display:
         result = asyncio.run(encode(args.source, settings, options=options, out=args.out,
-                                    report=display))  # fmt: skip
+                                    store=args.store, report=display))  # fmt: skip
     if args.json:
         print(json.dumps(result.to_json()))
         return EXIT_OK
     print(f"HLS ladder ready: {result.folder}")
+    print(f"  root CID {result.cid}  (ipfs://{result.cid}/manifest.m3u8 once published)")
     for r in result.renditions:
         print(
             f"  {r.name:>6}  {r.width}x{r.height}  {r.frame_rate:g} fps  "
@@ -113,7 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
         "URL) into a validated HLS ladder folder.",
     )
     enc.add_argument("source", metavar="SOURCE")
-    enc.add_argument("--out", type=Path, help="output folder (default ./<source-name>-hls)")
+    where = enc.add_mutually_exclusive_group()
+    where.add_argument("--out", type=Path, help="output folder (default ./<source-name>-hls)")
+    where.add_argument(
+        "--store", action="store_true", help="keep the output in the local CID store instead"
+    )
     enc.add_argument("--short", action="store_true", help="a short: 480p only, first 60 s")
     group = enc.add_mutually_exclusive_group()
     group.add_argument("--premium", action="store_true", help="the full ladder (default)")

@@ -16,18 +16,32 @@ node operator can act on and says whether trying again later can help::
     │   │   └── SourceTooLarge             larger than MAX_SOURCE_MB
     │   ├── MediaError                     ffprobe: not media, no video, zero length, corrupt
     │   ├── EncodeError                    ffmpeg failed on this input
-    │   └── OutputInvalid                  the encoded folder fails the HLS validity checks
+    │   ├── OutputInvalid                  the encoded folder fails the HLS validity checks
+    │   ├── UnixfsError                    a path cannot be imported as UnixFS
+    │   │   ├── HamtShardingRequired       a directory Kubo would shard (not implemented)
+    │   │   └── UnsupportedFileType        socket, device, dangling symlink …
+    │   ├── CarError                       a CAR file cannot be written
+    │   ├── IpfsRequestRejected            the IPFS node refused the request (HTTP 4xx)
+    │   └── CidMismatch                    the node's root CID differs from ours: never publish
     └── RetryableError                     the world may heal: try again later
         ├── NetworkError                   connection refused/reset, DNS, TLS, timeouts
+        │   ├── IpfsUnavailable            cannot connect to an IPFS node / pinning service
         │   └── StallError                 no byte received for FETCH_STALL_TIMEOUT seconds
+        │       └── IpfsTimeout            connect, upload-stall or processing timeout (IPFS)
         ├── UpstreamError                  an HTTP peer answered 5xx / 429
+        │   ├── IpfsApiError               a Kubo error JSON (HTTP 500 {"Message","Code","Type"})
+        │   └── IpfsBadResponse            an HTML page, broken JSON, NDJSON without a root …
         ├── InsufficientDisk               not enough free space in the work directory
-        └── ResourceError                  ffmpeg killed from outside (e.g. the OOM killer)
+        ├── ResourceError                  ffmpeg killed from outside (e.g. the OOM killer)
+        └── PublishIncomplete              PUBLISH_REQUIRED not met (the failures are queued)
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from speak_encoder.storage.targets import PublishResult
 
 
 class SpeakEncoderError(Exception):
@@ -124,3 +138,68 @@ class InsufficientDisk(RetryableError):
 
 class ResourceError(RetryableError):
     """A process was killed from outside (out of memory, a signal we did not send)."""
+
+
+# --- content addressing and IPFS --------------------------------------------------------
+
+
+class UnixfsError(PermanentError):
+    """A path cannot be imported as UnixFS."""
+
+
+class HamtShardingRequired(UnixfsError):
+    """A directory is so large that Kubo would shard it (HAMT), which is not implemented."""
+
+
+class UnsupportedFileType(UnixfsError):
+    """Not a regular file or a directory (socket, device, dangling symlink …)."""
+
+
+class CarError(PermanentError):
+    """A CAR file cannot be written."""
+
+
+class IpfsRequestRejected(PermanentError):
+    """The IPFS node refused the request (HTTP 4xx: bad argument, unknown command)."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class CidMismatch(PermanentError):
+    """The root CID the node reports is not the CID computed locally: publishing must fail."""
+
+    def __init__(self, message: str, expected: str, got: str) -> None:
+        super().__init__(message)
+        self.expected = expected
+        self.got = got
+
+
+class IpfsUnavailable(NetworkError):
+    """The IPFS node (or pinning service) cannot be reached."""
+
+
+class IpfsTimeout(StallError):
+    """A connect, upload-stall or processing timeout against an IPFS endpoint."""
+
+
+class IpfsApiError(UpstreamError):
+    """The node answered with a Kubo error (HTTP 500 ``{"Message","Code","Type"}``)."""
+
+    def __init__(self, message: str, *, status: int = 500, code: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class IpfsBadResponse(UpstreamError):
+    """The answer is not what the API promises (an HTML error page, broken JSON …)."""
+
+
+class PublishIncomplete(RetryableError):
+    """The required publish targets did not all succeed; the failures are in the pin queue."""
+
+    def __init__(self, message: str, result: PublishResult) -> None:
+        super().__init__(message)
+        self.result = result

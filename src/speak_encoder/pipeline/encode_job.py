@@ -36,6 +36,8 @@ from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
 from speak_encoder.pipeline.probe import MediaInfo, probe
 from speak_encoder.pipeline.source import SourceRef, parse_source
 from speak_encoder.pipeline.verify import ValidationReport, format_report, validate_folder
+from speak_encoder.storage.local_store import keep_folder
+from speak_encoder.storage.unixfs import import_folder
 
 log = logging.getLogger(__name__)
 
@@ -179,14 +181,22 @@ async def encode(
     *,
     options: EncodeOptions | None = None,
     out: Path | None = None,
+    store: bool = False,
     report: Reporter = events.ignore,
 ) -> EncodeResult:
-    """Encode ``source`` into a validated HLS ladder at ``out`` (default ``./<name>-hls``)."""
+    """Encode ``source`` into a validated HLS ladder and compute its root CID.
+
+    The folder goes to ``out``, or with ``store`` into the local CID store
+    (``DATA_DIR/store/<CID>/``), else to ``./<source-name>-hls``.
+    """
     started = time.monotonic()
     options = options or EncodeOptions()
     ref = parse_source(source)
-    dest = (out or default_destination(ref)).absolute()
-    check_destination(dest)
+    if store and out is not None:
+        raise UsageError("--store and --out are exclusive: the store names folders by CID")
+    dest = None if store else (out or default_destination(ref)).absolute()
+    if dest is not None:
+        check_destination(dest)
     ladder = load_ladder(settings.ladder_file)
     ffmpeg = await ffmpeg_info(settings.ffmpeg_path)
     if options.rungs:
@@ -226,9 +236,14 @@ async def encode(
             raise truncated
         report(StageEvent("verify", 1.0, detail="6 checks passed", done=True))
 
-        report(StageEvent("store", detail=str(dest)))
-        await asyncio.to_thread(_move_into_place, out_dir, dest)
-        report(StageEvent("store", 1.0, detail=str(dest), done=True))
+        report(StageEvent("store", detail="computing the root CID"))
+        cid = str(await asyncio.to_thread(import_folder, out_dir))
+        if dest is None:
+            stored = await asyncio.to_thread(keep_folder, out_dir, settings, cid=cid)
+            dest = stored.path
+        else:
+            await asyncio.to_thread(_move_into_place, out_dir, dest)
+        report(StageEvent("store", 1.0, detail=f"{cid} at {dest}", done=True))
     finally:
         with contextlib.suppress(OSError):
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, job_dir, True))
@@ -249,7 +264,7 @@ async def encode(
             )
             for r in validation.renditions
         ],
-        cid=None,
+        cid=cid,
         ffmpeg_version=ffmpeg.version,
         elapsed_seconds=time.monotonic() - started,
     )

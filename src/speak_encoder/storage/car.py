@@ -23,8 +23,8 @@ import os
 from pathlib import Path
 from typing import BinaryIO
 
+from speak_encoder.errors import CarError
 from speak_encoder.storage.cid import CID, DAG_PB, encode_varint
-from speak_encoder.storage.errors import CarError
 from speak_encoder.storage.unixfs import Entry, import_path
 
 #: Bytes buffered before a write to the CAR file.

@@ -10,7 +10,7 @@
   seconds without a byte.
 * Three separate timeouts: ``connect``; ``upload_stall`` (the peer accepts no byte of the body
   for that long); ``processing`` (no answer once the body is sent: DAG writes, pinning).
-* Errors are translated at this boundary (see :mod:`speak_encoder.storage.errors`): a Kubo
+* Errors are translated at this boundary (see :mod:`speak_encoder.errors`): a Kubo
   error JSON (HTTP 500 ``{"Message","Code","Type"}``) → :class:`IpfsApiError` (or
   :class:`IpfsTimeout` when the node says it timed out), 4xx → :class:`IpfsRequestRejected`,
   an HTML page or broken JSON → :class:`IpfsBadResponse`, connection problems →
@@ -33,9 +33,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from speak_encoder.config import Settings
-from speak_encoder.errors import ConfigError
-from speak_encoder.storage.errors import (
+from speak_encoder.errors import (
     CidMismatch,
+    ConfigError,
     IpfsApiError,
     IpfsBadResponse,
     IpfsRequestRejected,

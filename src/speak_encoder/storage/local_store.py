@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from speak_encoder.config import Settings
+from speak_encoder.errors import CidMismatch
 from speak_encoder.storage.cid import parse_cid
-from speak_encoder.storage.errors import CidMismatch
 from speak_encoder.storage.unixfs import import_folder
 
 #: Sub-folder of DATA_DIR that holds the stored outputs.

@@ -40,13 +40,14 @@ from typing import Any, Protocol
 import httpx
 
 from speak_encoder.config import Settings
-from speak_encoder.errors import ConfigError, SpeakEncoderError
-from speak_encoder.storage.errors import (
+from speak_encoder.errors import (
     CidMismatch,
+    ConfigError,
     IpfsApiError,
     IpfsBadResponse,
     IpfsTimeout,
     PublishIncomplete,
+    SpeakEncoderError,
 )
 from speak_encoder.storage.kubo import (
     KuboClient,

@@ -50,8 +50,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
 
+from speak_encoder.errors import HamtShardingRequired, UnixfsError, UnsupportedFileType
 from speak_encoder.storage.cid import CID, DAG_PB, RAW, encode_varint
-from speak_encoder.storage.errors import HamtShardingRequired, UnixfsError, UnsupportedFileType
 
 #: Kubo's default chunker: fixed 256 KiB chunks.
 CHUNK_SIZE = 256 * 1024

@@ -13,7 +13,7 @@ from speak_encoder.cli import main as cli_main
 from speak_encoder.testing.media import generate
 
 #: The demo encodes a 1080p30 sample with audio, so every rung of the ladder appears.
-DEMO_SAMPLE = "fullhd"
+DEMO_SAMPLE = "demo"
 
 
 def main(argv: list[str]) -> int:

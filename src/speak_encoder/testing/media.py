@@ -79,6 +79,12 @@ SAMPLES: dict[str, Sample] = {
             note="1080p30 with audio",
         ),
         Sample(
+            "demo",
+            "mp4",
+            ([*_video("1920x1080", "30", 12), *_tone(12), *_X264, *_AAC, "{out}"],),
+            note="12 s of 1080p30 with audio: two segments on every rung",
+        ),
+        Sample(
             "portrait_rotated",
             "mp4",
             (

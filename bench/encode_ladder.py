@@ -1,0 +1,609 @@
+"""Encode benchmark: the one-decode ladder against the per-rung baseline and bare ffmpeg.
+
+On one generated 1080p30 source (``--seconds``, default 20) with the same libx264 preset/CRF
+everywhere (default ``medium``, CRF 19), in one go:
+
+* **(a) pipeline** — ``speak-encoder encode SRC --out DIR --json`` as a subprocess: fetch,
+  probe, plan, ONE ffmpeg (decode once, ``split``, a scaler and an encoder per rung),
+  master-playlist rewrite, the six validity checks. RSS of the Python process and of its
+  ffmpeg child are sampled separately (``bench/rss.py``).
+* **(b) per-rung baseline** — what the existing Node.js encoder does: three sequential
+  ffmpeg runs (1080p, 720p, 480p), each decoding the source itself, ``-vf scale=-2:H``,
+  capped CRF with the ladder's ``-maxrate/-bufsize``, AAC, HLS output, same GOP and
+  ``hls_time`` as ours. Wall time is the sum of the three; peak RSS the largest run's.
+* **(c) bare ffmpeg** — the exact command (a) runs, from ``build_command`` with the same plan
+  (probe + ``plan_encode`` + ``tuning_from(settings)``), run directly: (a)/(c) is the cost of
+  everything Python adds around ffmpeg.
+
+Then (a) again under tuning variants (environment variables ``X264_THREADS``,
+``X264_RC_LOOKAHEAD``) to show the speed–memory trade-off, and — when the ``imageio-ffmpeg``
+package is installed or ``--alt-ffmpeg PATH`` is given — (a)/(b) with that ffmpeg binary
+(Debian's ffprobe stays in use: imageio-ffmpeg ships no ffprobe).
+
+The x264 settings each encoder really used (``threads``, ``lookahead_threads``,
+``rc_lookahead``) are read back from the x264 SEI in the first segment of each rung.
+
+Source: ``testsrc2`` (moving counters, colour bars, a sweeping gradient) with a
+``mandelbrot`` zoom (fine detail that changes every frame) overlaid on a moving 960×540
+window, light temporal noise (camera grain) and a 440 Hz tone; stored as
+libx264 ``veryfast`` CRF 18 (~13 Mb/s). ``testsrc2`` alone compresses to almost nothing,
+``mandelbrot`` alone barely moves; this mix makes every rung hit its VBV cap at CRF 19,
+like busy real footage, and takes ~25 s to generate (cached in ``.cache/bench/``).
+
+Targets (issue 2): a/b ≤ 0.80; a/c ≤ 1.03; Python RSS ≤ 100 MB; peak RSS of Python + ffmpeg
+in (a) ≤ the per-rung baseline's peak. Timings are printed, never asserted: the exit code is
+0 unless something failed to run. Results also go to ``bench/results/encode_ladder.json``.
+
+Run: ``.venv/bin/python bench/encode_ladder.py [--seconds 20] [--preset medium]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from rss import RssRun, measure
+from speak_encoder.config import Settings
+from speak_encoder.pipeline.encode_job import tuning_from
+from speak_encoder.pipeline.ffmpeg import (
+    EncoderTuning,
+    build_command,
+    ffmpeg_info,
+)
+from speak_encoder.pipeline.ladder import load_ladder
+from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
+from speak_encoder.pipeline.probe import probe
+
+ROOT = Path(__file__).resolve().parent.parent
+CACHE = ROOT / ".cache" / "bench"
+RESULTS = ROOT / "bench" / "results" / "encode_ladder.json"
+
+#: Targets of issue 2 (printed as ok/MISS, never asserted).
+TARGET_A_OVER_B = 0.80
+TARGET_A_OVER_C = 1.03
+TARGET_PYTHON_MB = 100.0
+
+#: Tuning variants of (a): name → Settings fields (passed as environment variables).
+VARIANTS: dict[str, dict[str, int]] = {
+    "default": {},
+    "t2": {"x264_threads": 2},
+    "la20": {"x264_rc_lookahead": 20},
+    "t2+la20": {"x264_threads": 2, "x264_rc_lookahead": 20},
+    "t1": {"x264_threads": 1},
+    "t1+la20": {"x264_threads": 1, "x264_rc_lookahead": 20},
+    "t3+la20": {"x264_threads": 3, "x264_rc_lookahead": 20},
+}
+DEFAULT_VARIANTS = "t2,la20,t2+la20"
+
+#: The generated source (see the module doc): video graph and audio, lavfi syntax.
+SOURCE_GRAPH = (
+    "mandelbrot=size=960x540:rate=30[m];"
+    "testsrc2=size=1920x1080:rate=30[t];"
+    "[t][m]overlay=x='mod(t*240,960)':y='270+200*sin(t)',noise=alls=2:allf=t+u[out0];"
+    "sine=frequency=440:sample_rate=48000,volume=0.5[out1]"
+)
+SOURCE_CODEC = ["-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p"]
+SOURCE_AUDIO = ["-c:a", "aac", "-b:a", "128k"]
+
+_X264_SEI = re.compile(rb"x264 - core (\d+)[^\x00]*? options: ([^\x00]+)")
+
+
+# --- source ------------------------------------------------------------------------------
+
+
+def make_source(seconds: float, ffmpeg: str) -> tuple[Path, float]:
+    """The cached benchmark source (generated on first use); returns (path, seconds spent)."""
+    recipe = repr((SOURCE_GRAPH, SOURCE_CODEC, SOURCE_AUDIO, seconds))
+    key = hashlib.sha256(recipe.encode()).hexdigest()[:10]
+    path = CACHE / f"ladder-source-{seconds:g}s-{key}.mp4"
+    if path.exists():
+        return path, 0.0
+    CACHE.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    argv += ["-f", "lavfi", "-i", SOURCE_GRAPH, "-t", f"{seconds:g}"]
+    argv += [*SOURCE_CODEC, *SOURCE_AUDIO, "-movflags", "+faststart", "-f", "mp4", str(partial)]
+    print(f"generating the {seconds:g} s 1080p30 source (cached in {CACHE}) …", flush=True)
+    started = time.monotonic()
+    try:
+        subprocess.run(argv, check=True, timeout=900)
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+    return path, time.monotonic() - started
+
+
+# --- the three contenders ---------------------------------------------------------------
+
+
+def settings_for(ffmpeg: str, ffprobe: str, preset: str, crf: int, **fields: Any) -> Settings:
+    """Settings as the CLI builds them: environment, then these values (no ``.env`` file)."""
+    return Settings(
+        _env_file=None,  # type: ignore[call-arg]
+        ffmpeg_path=ffmpeg,
+        ffprobe_path=ffprobe,
+        encoder_preset=preset,
+        encoder_crf=crf,
+        **fields,
+    )
+
+
+def baseline_commands(
+    plan: EncodePlan, source: Path, out_dir: Path, ffmpeg: str, preset: str, crf: int
+) -> list[tuple[str, list[str]]]:
+    """(b): one ffmpeg per rung, as the Node.js encoder runs them (each decodes the source)."""
+    gop = str(plan.gop_frames)
+    commands = []
+    for rung in plan.renditions:
+        spec = rung.spec
+        folder = out_dir / rung.name
+        folder.mkdir(parents=True, exist_ok=True)
+        argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats", "-y"]
+        argv += ["-i", str(source), "-vf", f"scale=-2:{rung.height}"]
+        argv += ["-c:v", "libx264", "-preset", preset, "-crf", str(crf)]
+        argv += ["-maxrate", f"{spec.max_kbps}k", "-bufsize", f"{spec.buffer_kbps}k"]
+        argv += ["-profile:v", spec.profile, "-level", spec.level, "-pix_fmt", "yuv420p"]
+        argv += ["-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
+        argv += ["-c:a", "aac", "-b:a", f"{spec.audio_kbps}k", "-ac", "2", "-ar", "48000"]
+        argv += [
+            "-f", "hls",
+            "-hls_time", str(plan.segment_seconds),
+            "-hls_playlist_type", "vod",
+            "-hls_list_size", "0",
+            "-hls_segment_filename", str(folder / f"{rung.name}_%d.ts"),
+            str(folder / "index.m3u8"),
+        ]  # fmt: skip
+        commands.append((rung.name, argv))
+    return commands
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRun:
+    """(a): one ``speak-encoder encode`` subprocess."""
+
+    name: str
+    env: dict[str, str]
+    tuning: EncoderTuning
+    run: RssRun
+    result: dict[str, Any] | None
+    x264: dict[str, dict[str, str]]
+
+    @property
+    def ffmpeg_peak_bytes(self) -> int:
+        return self.run.peak_largest_child_bytes
+
+
+def run_pipeline(
+    name: str,
+    source: Path,
+    work: Path,
+    *,
+    ffmpeg: str,
+    ffprobe: str,
+    preset: str,
+    crf: int,
+    fields: dict[str, int],
+) -> PipelineRun:
+    out = work / f"a-{name}"
+    overrides = {key.upper(): str(value) for key, value in fields.items()}
+    env = {**os.environ, **overrides, "FFMPEG_PATH": ffmpeg, "FFPROBE_PATH": ffprobe}
+    env["TEMP_DIR"] = str(work / "jobs")  # same filesystem as --out: the final move is a rename
+    tuning = tuning_from(settings_for(ffmpeg, ffprobe, preset, crf, **fields))
+    cli = str(Path(sys.executable).with_name("speak-encoder"))
+    argv = [cli, "encode", str(source), "--out", str(out), "--json", "--preset", preset]
+    argv += ["--crf", str(crf)]
+    print(f"  (a) pipeline [{name}] …", end="", flush=True)
+    run = measure(argv, env=env, cwd=work)  # cwd: no stray .env file is read
+    print(f" {run.wall_seconds:.1f} s", flush=True)
+    result = None
+    if run.ok:
+        try:
+            result = json.loads(run.stdout.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            result = None
+    x264 = x264_options(out, ffmpeg) if run.ok else {}
+    shutil.rmtree(out, ignore_errors=True)
+    return PipelineRun(name, overrides, tuning, run, result, x264)
+
+
+def x264_options(folder: Path, ffmpeg: str) -> dict[str, dict[str, str]]:
+    """Per rung folder: the x264 options written in the SEI of its first segment."""
+    found: dict[str, dict[str, str]] = {}
+
+    def height(path: Path) -> int:
+        digits = re.match(r"\d+", path.name)
+        return -int(digits.group()) if digits else 0
+
+    for rung_dir in sorted((p for p in folder.iterdir() if p.is_dir()), key=height):
+        segments = sorted(rung_dir.glob("*.ts"), key=lambda p: (len(p.name), p.name))
+        if not segments:
+            continue
+        argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-i", str(segments[0])]
+        argv += ["-map", "0:v:0", "-c", "copy", "-frames:v", "1", "-f", "h264", "-"]
+        raw = subprocess.run(argv, capture_output=True, timeout=60).stdout
+        match = _X264_SEI.search(raw)
+        if match is None:
+            continue
+        options = dict(
+            item.split("=", 1) for item in match.group(2).decode("ascii", "replace").split()
+        )
+        keep = ("threads", "lookahead_threads", "sliced_threads", "rc_lookahead", "bframes")
+        found[rung_dir.name] = {k: options[k] for k in keep if k in options}
+    return found
+
+
+# --- report ------------------------------------------------------------------------------
+
+
+def _mb(value: int | float) -> str:
+    return f"{value / 1_000_000:.0f} MB"
+
+
+def _ok(good: bool) -> str:
+    return "ok" if good else "MISS"
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return a / b if b > 0 else None
+
+
+def _fmt_ratio(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _x264_text(x264: dict[str, dict[str, str]]) -> str:
+    parts = []
+    for rung, options in x264.items():
+        parts.append(
+            f"{rung}: threads={options.get('threads', '?')} "
+            f"lookahead={options.get('rc_lookahead', '?')}"
+        )
+    return "; ".join(parts) or "?"
+
+
+def _run_json(run: RssRun) -> dict[str, Any]:
+    return {
+        "returncode": run.returncode,
+        "wall_seconds": round(run.wall_seconds, 2),
+        "peak_self_mb": round(run.peak_self_mb, 1),
+        "peak_children_mb": round(run.peak_children_mb, 1),
+        "peak_largest_child_mb": round(run.peak_largest_child_mb, 1),
+        "peak_total_mb": round(run.peak_total_mb, 1),
+        "samples": run.samples,
+    }
+
+
+def _failure(label: str, run: RssRun) -> str:
+    tail = run.stderr.decode("utf-8", "replace").strip().splitlines()[-5:]
+    return f"{label} failed (exit {run.returncode}): " + " | ".join(tail)
+
+
+# --- main --------------------------------------------------------------------------------
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--seconds", type=float, default=20.0, help="source length (≥ 20)")
+    parser.add_argument("--preset", default="medium", help="libx264 preset for every run")
+    parser.add_argument("--crf", type=int, default=19, help="libx264 CRF for every run")
+    parser.add_argument(
+        "--variants",
+        default=DEFAULT_VARIANTS,
+        help=f"comma list of extra (a) tunings, or 'none' (known: {', '.join(VARIANTS)})",
+    )
+    parser.add_argument(
+        "--alt-ffmpeg",
+        default="auto",
+        help="second ffmpeg binary for an (a)/(b) comparison: a path, 'auto' (imageio-ffmpeg "
+        "if installed) or 'none'",
+    )
+    parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
+    return parser.parse_args(argv)
+
+
+def _alt_ffmpeg(choice: str) -> str | None:
+    if choice == "none":
+        return None
+    if choice != "auto":
+        return choice
+    try:
+        import imageio_ffmpeg  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return str(imageio_ffmpeg.get_ffmpeg_exe())
+
+
+def _version(ffmpeg: str) -> str:
+    return asyncio.run(ffmpeg_info(ffmpeg)).version
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    variant_names = [] if args.variants == "none" else args.variants.split(",")
+    unknown = [v for v in variant_names if v not in VARIANTS]
+    if unknown:
+        print(f"unknown variant(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    ffmpeg = os.environ.get("FFMPEG_PATH", "ffmpeg")
+    ffprobe = os.environ.get("FFPROBE_PATH", "ffprobe")
+    failures: list[str] = []
+    bench_started = time.monotonic()
+
+    source, generated_in = make_source(args.seconds, ffmpeg)
+    info = asyncio.run(probe(source, ffprobe=ffprobe))
+    ffinfo = asyncio.run(ffmpeg_info(ffmpeg))
+    # Tuning variables already in the environment (X264_THREADS, …) apply to every run.
+    settings = settings_for(ffmpeg, ffprobe, args.preset, args.crf)
+    plan = plan_encode(info, EncodeOptions(), load_ladder(settings.ladder_file))
+    print(
+        f"source {source.name}: {info.video.width}x{info.video.height} "
+        f"{float(info.video.fps):g} fps, {info.duration:.1f} s, {info.size / 1e6:.1f} MB; "
+        f"rungs {', '.join(plan.names)}; ffmpeg {ffinfo.version}; {os.cpu_count()} CPUs",
+        flush=True,
+    )
+
+    CACHE.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix="encode-ladder-", dir=CACHE))
+    try:
+        # (a) default tuning
+        pipe_kw: dict[str, Any] = {
+            "ffmpeg": ffmpeg,
+            "ffprobe": ffprobe,
+            "preset": args.preset,
+            "crf": args.crf,
+        }
+        a = run_pipeline("default", source, work, fields={}, **pipe_kw)
+        if not a.run.ok:
+            failures.append(_failure("(a) pipeline", a.run))
+
+        # (b) per-rung baseline
+        b_runs: list[tuple[str, RssRun]] = []
+        b_out = work / "b"
+        for rung, cmd in baseline_commands(plan, source, b_out, ffmpeg, args.preset, args.crf):
+            print(f"  (b) per-rung {rung} …", end="", flush=True)
+            run = measure(cmd)
+            print(f" {run.wall_seconds:.1f} s", flush=True)
+            b_runs.append((rung, run))
+            if not run.ok:
+                failures.append(_failure(f"(b) {rung}", run))
+        b_x264 = x264_options(b_out, ffmpeg)
+        shutil.rmtree(b_out, ignore_errors=True)
+        b_wall = sum(r.wall_seconds for _, r in b_runs)
+        b_peak = max((r.peak_total_bytes for _, r in b_runs), default=0)
+
+        # (c) bare ffmpeg, the command (a) builds
+        c_out = work / "c"
+        c_out.mkdir()
+        c_cmd = build_command(
+            plan, source, c_out, tuning_from(settings), tonemap_available=ffinfo.has_zscale
+        )
+        print("  (c) bare ffmpeg …", end="", flush=True)
+        c = measure(c_cmd)
+        print(f" {c.wall_seconds:.1f} s", flush=True)
+        if not c.ok:
+            failures.append(_failure("(c) bare ffmpeg", c))
+        c_x264 = x264_options(c_out, ffmpeg)
+        shutil.rmtree(c_out, ignore_errors=True)
+
+        # (a) under tuning variants
+        variants = [a]
+        for name in variant_names:
+            if name == "default":
+                continue
+            v = run_pipeline(name, source, work, fields=VARIANTS[name], **pipe_kw)
+            variants.append(v)
+            if not v.run.ok:
+                failures.append(_failure(f"(a) [{name}]", v.run))
+
+        # optional: another ffmpeg build
+        alt: dict[str, Any] | None = None
+        alt_path = _alt_ffmpeg(args.alt_ffmpeg)
+        if alt_path is not None:
+            alt = run_alt(alt_path, ffprobe, source, plan, work, args, failures)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+    total_seconds = time.monotonic() - bench_started
+    a_over_b = _ratio(a.run.wall_seconds, b_wall)
+    a_over_c = _ratio(a.run.wall_seconds, c.wall_seconds)
+    python_peak = a.run.peak_self_bytes
+    summary = {
+        "a_over_b": a_over_b,
+        "a_over_c": a_over_c,
+        "python_peak_mb": python_peak / 1e6,
+        "a_total_peak_mb": a.run.peak_total_bytes / 1e6,
+        "b_peak_mb": b_peak / 1e6,
+    }
+    targets = {
+        "a_over_b<=0.80": a_over_b is not None and a_over_b <= TARGET_A_OVER_B,
+        "a_over_c<=1.03": a_over_c is not None and a_over_c <= TARGET_A_OVER_C,
+        "python_rss<=100MB": python_peak / 1e6 <= TARGET_PYTHON_MB,
+        "a_total_rss<=b_peak": a.run.peak_total_bytes <= b_peak,
+    }
+
+    # --- print ---
+    print()
+    print(
+        f"Encode ladder benchmark — {args.seconds:g} s 1080p30, libx264 {args.preset} "
+        f"CRF {args.crf}, ffmpeg {ffinfo.version}, {os.cpu_count()} CPUs"
+    )
+    print(f"{'run':<34}{'wall':>9}{'python':>10}{'ffmpeg':>10}{'total':>10}")
+    print("-" * 73)
+    print(
+        f"{'(a) speak-encoder encode':<34}{a.run.wall_seconds:>8.1f}s"
+        f"{_mb(python_peak):>10}{_mb(a.ffmpeg_peak_bytes):>10}{_mb(a.run.peak_total_bytes):>10}"
+    )
+    for rung, run in b_runs:
+        label = f"(b) per-rung {rung}"
+        print(
+            f"{label:<34}{run.wall_seconds:>8.1f}s{'':>10}"
+            f"{_mb(run.peak_total_bytes):>10}{_mb(run.peak_total_bytes):>10}"
+        )
+    print(f"{'(b) per-rung, sum / largest':<34}{b_wall:>8.1f}s{'':>10}{_mb(b_peak):>10}")
+    print(
+        f"{'(c) bare ffmpeg (same command)':<34}{c.wall_seconds:>8.1f}s{'':>10}"
+        f"{_mb(c.peak_total_bytes):>10}{_mb(c.peak_total_bytes):>10}"
+    )
+    print()
+    met_b, met_c = targets["a_over_b<=0.80"], targets["a_over_c<=1.03"]
+    print(f"a/b = {_fmt_ratio(a_over_b)}  (target ≤ {TARGET_A_OVER_B})  {_ok(met_b)}")
+    print(f"a/c = {_fmt_ratio(a_over_c)}  (target ≤ {TARGET_A_OVER_C})  {_ok(met_c)}")
+    print(
+        f"Python RSS {_mb(python_peak)} (target ≤ {TARGET_PYTHON_MB:.0f} MB)  "
+        f"{_ok(targets['python_rss<=100MB'])}"
+    )
+    print(
+        f"Python + ffmpeg (a) {_mb(a.run.peak_total_bytes)} vs per-rung peak {_mb(b_peak)}  "
+        f"{_ok(targets['a_total_rss<=b_peak'])}"
+    )
+    print()
+    print("x264 settings read back from the bitstream (first segment of each rung):")
+    print(f"  (a) default: {_x264_text(a.x264)}")
+    print(f"  (b) per-rung: {_x264_text(b_x264)}")
+    print(f"  (c) bare:    {_x264_text(c_x264)}")
+    print()
+    print("Speed–memory trade-off of (a) (env vars; wall ratio vs (b), peak RSS):")
+    print(f"{'variant':<10}{'env':<40}{'wall':>8}{'a/b':>7}{'ffmpeg':>9}{'total':>9}  targets")
+    variant_rows = []
+    for v in variants:
+        ratio = _ratio(v.run.wall_seconds, b_wall)
+        meets = (
+            v.run.ok
+            and ratio is not None
+            and ratio <= TARGET_A_OVER_B
+            and v.run.peak_total_bytes <= b_peak
+        )
+        env_text = " ".join(f"{k}={val}" for k, val in v.env.items()) or "(defaults)"
+        print(
+            f"{v.name:<10}{env_text:<40}{v.run.wall_seconds:>7.1f}s{_fmt_ratio(ratio):>7}"
+            f"{_mb(v.ffmpeg_peak_bytes):>9}{_mb(v.run.peak_total_bytes):>9}  "
+            f"{'both' if meets else '-'}"
+        )
+        print(f"{'':<10}x264: {_x264_text(v.x264)}")
+        variant_rows.append(
+            {
+                "name": v.name,
+                "env": v.env,
+                "tuning": {
+                    "filter_threads": v.tuning.filter_threads,
+                    "x264_threads": v.tuning.x264_threads,
+                    "rc_lookahead": v.tuning.rc_lookahead,
+                },
+                "a_over_b": ratio,
+                "ffmpeg_peak_mb": round(v.ffmpeg_peak_bytes / 1e6, 1),
+                "meets_speed_and_memory": meets,
+                "x264": v.x264,
+                **_run_json(v.run),
+            }
+        )
+    if alt is not None:
+        print()
+        print(
+            f"Other ffmpeg ({alt['version']}): a {alt['a_wall']:.1f} s, b {alt['b_wall']:.1f} s, "
+            f"a/b = {_fmt_ratio(alt['a_over_b'])}; peak total a {alt['a_total_peak_mb']:.0f} MB "
+            f"vs b {alt['b_peak_mb']:.0f} MB"
+        )
+    print(f"\nbenchmark took {total_seconds:.0f} s (source generation {generated_in:.0f} s)")
+
+    doc = {
+        "benchmark": "encode_ladder",
+        "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+        },
+        "ffmpeg_version": ffinfo.version,
+        "ffmpeg_version_reported_by_a": (a.result or {}).get("ffmpeg_version"),
+        "source": {
+            "file": source.name,
+            "seconds": args.seconds,
+            "bytes": info.size,
+            "graph": SOURCE_GRAPH,
+            "codec": " ".join(SOURCE_CODEC),
+        },
+        "preset": args.preset,
+        "crf": args.crf,
+        "rungs": plan.names,
+        "a": {**_run_json(a.run), "ffmpeg_peak_mb": round(a.ffmpeg_peak_bytes / 1e6, 1)},
+        "b": {
+            "wall_seconds": round(b_wall, 2),
+            "peak_mb": round(b_peak / 1e6, 1),
+            "runs": {rung: _run_json(run) for rung, run in b_runs},
+            "x264": b_x264,
+        },
+        "c": {**_run_json(c), "command": c.argv, "x264": c_x264},
+        "summary": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()},
+        "targets_met": targets,
+        "variants": variant_rows,
+        "alt_ffmpeg": alt,
+        "failures": failures,
+        "total_seconds": round(total_seconds, 1),
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    print(f"results: {args.output}")
+    for failure in failures:
+        print(f"FAILED: {failure}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def run_alt(
+    alt: str,
+    ffprobe: str,
+    source: Path,
+    plan: EncodePlan,
+    work: Path,
+    args: argparse.Namespace,
+    failures: list[str],
+) -> dict[str, Any]:
+    """(a) and (b) again with another ffmpeg binary (Debian's ffprobe kept)."""
+    version = _version(alt)
+    print(f"  other ffmpeg {version} ({alt}):", flush=True)
+    a = run_pipeline(
+        "alt", source, work, ffmpeg=alt, ffprobe=ffprobe, preset=args.preset, crf=args.crf,
+        fields={},
+    )  # fmt: skip
+    if not a.run.ok:
+        failures.append(_failure("(a) with the other ffmpeg", a.run))
+    b_runs = []
+    for rung, cmd in baseline_commands(plan, source, work / "b-alt", alt, args.preset, args.crf):
+        print(f"  (b) per-rung {rung} …", end="", flush=True)
+        run = measure(cmd)
+        print(f" {run.wall_seconds:.1f} s", flush=True)
+        b_runs.append((rung, run))
+        if not run.ok:
+            failures.append(_failure(f"(b) {rung} with the other ffmpeg", run))
+    b_wall = sum(r.wall_seconds for _, r in b_runs)
+    b_peak = max((r.peak_total_bytes for _, r in b_runs), default=0)
+    return {
+        "path": alt,
+        "version": version,
+        "a_wall": a.run.wall_seconds,
+        "b_wall": b_wall,
+        "a_over_b": _ratio(a.run.wall_seconds, b_wall),
+        "a_python_peak_mb": round(a.run.peak_self_bytes / 1e6, 1),
+        "a_ffmpeg_peak_mb": round(a.ffmpeg_peak_bytes / 1e6, 1),
+        "a_total_peak_mb": round(a.run.peak_total_bytes / 1e6, 1),
+        "b_peak_mb": round(b_peak / 1e6, 1),
+        "x264": a.x264,
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())
