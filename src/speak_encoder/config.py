@@ -62,6 +62,32 @@ DEFAULT_PIN_RETRY_BASE_S = 30.0
 DEFAULT_PIN_RETRY_MAX_S = 3600.0
 #: Pending pins older than this (hours) are given up (and reported as such).
 DEFAULT_PIN_MAX_AGE_H = 7 * 24.0
+#: Jobs waiting or running beyond which submissions are refused.
+DEFAULT_QUEUE_MAX = 100
+#: Failed attempts after which a job fails for good.
+DEFAULT_MAX_ATTEMPTS = 5
+#: Back-off of a retried job: base × 2^(attempts-1), capped, ± 20 % jitter (seconds).
+DEFAULT_RETRY_BASE_S = 30.0
+DEFAULT_RETRY_MAX_S = 1800.0
+#: A job making no progress in any stage for this long is cancelled (seconds).
+DEFAULT_STUCK_TIMEOUT_S = 30 * 60.0
+#: Longest a job may run at all (seconds).
+DEFAULT_JOB_TIMEOUT_S = 12 * 3600.0
+#: Running jobs get this long to finish after SIGTERM before they are requeued (seconds).
+DEFAULT_SHUTDOWN_GRACE_S = 60.0
+#: A claimed job belongs to its node for this long unless the heartbeat renews it (seconds).
+DEFAULT_LEASE_S = 120.0
+#: Memory log interval (seconds) and the warning / intake-pause thresholds (MiB of RSS,
+#: encoder + its ffmpeg children).
+DEFAULT_MEMORY_LOG_INTERVAL_S = 300.0
+DEFAULT_MEMORY_WARN_MB = 1500
+DEFAULT_MEMORY_CRITICAL_MB = 6000
+#: Finished job results stay in memory caches this long (hours); rows stay in the store for
+#: HISTORY_DAYS.
+DEFAULT_RESULT_TTL_H = 24.0
+DEFAULT_HISTORY_DAYS = 30.0
+#: Free disk needed to start a job: announced source size × this factor (source + ladder).
+DEFAULT_DISK_FACTOR = 2.5
 #: Packets ffmpeg may buffer per output stream before it gives up (bounds its memory).
 DEFAULT_MAX_MUXING_QUEUE = 1024
 
@@ -135,7 +161,24 @@ class Settings(BaseSettings):
     pin_max_age_hours: float = Field(default=DEFAULT_PIN_MAX_AGE_H, gt=0)
 
     # --- service (used by `speak-encoder run`) ---------------------------------------------
+    #: SQLAlchemy URL of the job store; empty = SQLite in DATA_DIR/jobs.sqlite3. A fleet of
+    #: nodes shares one PostgreSQL: postgresql+psycopg://user:pass@host/db
+    database_url: SecretStr | None = None
     max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
+    queue_max: int = Field(default=DEFAULT_QUEUE_MAX, ge=1)
+    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=100)
+    retry_base: float = Field(default=DEFAULT_RETRY_BASE_S, gt=0)
+    retry_max: float = Field(default=DEFAULT_RETRY_MAX_S, gt=0)
+    stuck_timeout: float = Field(default=DEFAULT_STUCK_TIMEOUT_S, gt=0)
+    job_timeout: float = Field(default=DEFAULT_JOB_TIMEOUT_S, gt=0)
+    shutdown_grace: float = Field(default=DEFAULT_SHUTDOWN_GRACE_S, ge=0)
+    lease_seconds: float = Field(default=DEFAULT_LEASE_S, gt=1)
+    memory_log_interval: float = Field(default=DEFAULT_MEMORY_LOG_INTERVAL_S, gt=0)
+    memory_warn_mb: int = Field(default=DEFAULT_MEMORY_WARN_MB, gt=0)
+    memory_critical_mb: int = Field(default=DEFAULT_MEMORY_CRITICAL_MB, gt=0)
+    result_ttl_hours: float = Field(default=DEFAULT_RESULT_TTL_H, gt=0)
+    history_days: float = Field(default=DEFAULT_HISTORY_DAYS, gt=0)
+    disk_factor: float = Field(default=DEFAULT_DISK_FACTOR, ge=1)
     direct_api_enabled: bool = False
     direct_api_host: str = "127.0.0.1"
     direct_api_port: int = Field(default=3002, ge=1, le=65535)
@@ -172,6 +215,13 @@ class Settings(BaseSettings):
         return self.temp_dir if self.temp_dir is not None else self.data_dir / "work"
 
     @property
+    def store_url(self) -> str:
+        """The job store's SQLAlchemy URL (a secret: it may hold a password)."""
+        if self.database_url is not None and self.database_url.get_secret_value():
+            return self.database_url.get_secret_value()
+        return f"sqlite:///{self.data_dir / 'jobs.sqlite3'}"
+
+    @property
     def gateway_list(self) -> list[str]:
         return [g.rstrip("/") for g in self.ipfs_gateways.split(",") if g]
 
@@ -185,7 +235,13 @@ class Settings(BaseSettings):
 
 
 _SECRET_FIELDS = frozenset(
-    {"encoder_private_key", "direct_api_key", "ipfs_cluster_token", "pinning_service_token"}
+    {
+        "encoder_private_key",
+        "direct_api_key",
+        "ipfs_cluster_token",
+        "pinning_service_token",
+        "database_url",
+    }
 )
 
 

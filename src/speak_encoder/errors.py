@@ -9,6 +9,7 @@ node operator can act on and says whether trying again later can help::
     ├── JobCancelled                       Ctrl-C, SIGTERM or an operator cancel
     ├── PermanentError                     retrying cannot help: bad input
     │   ├── UsageError                     a command was called wrongly (e.g. --out exists)
+    │   │   └── JobNotFound                no job with that id in the store
     │   ├── SourceError                    the source reference or its bytes are unusable
     │   │   ├── InvalidSourceReference     not a path, http(s) URL or IPFS CID
     │   │   ├── SourceNotFound             missing file, HTTP 404/410, unknown CID
@@ -33,7 +34,9 @@ node operator can act on and says whether trying again later can help::
         │   └── IpfsBadResponse            an HTML page, broken JSON, NDJSON without a root …
         ├── InsufficientDisk               not enough free space in the work directory
         ├── ResourceError                  ffmpeg killed from outside (e.g. the OOM killer)
-        └── PublishIncomplete              PUBLISH_REQUIRED not met (the failures are queued)
+        ├── PublishIncomplete              PUBLISH_REQUIRED not met (the failures are queued)
+        ├── QueueFull                      QUEUE_MAX jobs are waiting: submit again later
+        └── StoreUnavailable               the job store (database) cannot be reached
 """
 
 from __future__ import annotations
@@ -76,6 +79,10 @@ class PermanentError(SpeakEncoderError):
 
 class UsageError(PermanentError):
     """A command was called with arguments that cannot work."""
+
+
+class JobNotFound(UsageError):
+    """No job with that id in the store."""
 
 
 class SourceError(PermanentError):
@@ -203,3 +210,19 @@ class PublishIncomplete(RetryableError):
     def __init__(self, message: str, result: PublishResult) -> None:
         super().__init__(message)
         self.result = result
+
+
+# --- the node service ------------------------------------------------------------------
+
+
+class QueueFull(RetryableError):
+    """QUEUE_MAX jobs are already waiting: the submission is refused (not dropped)."""
+
+    def __init__(self, message: str, retry_after: float = 60.0) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class StoreUnavailable(RetryableError):
+    """The job store (SQLite file or PostgreSQL server) cannot be reached."""
+

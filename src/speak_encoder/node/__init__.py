@@ -1,0 +1,1 @@
+"""The node service: job store, scheduler, stages, watchdog, monitor."""
