@@ -86,7 +86,10 @@ VARIANTS: dict[str, dict[str, int]] = {
     "t2+la20": {"x264_threads": 2, "x264_rc_lookahead": 20},
     "t1": {"x264_threads": 1},
     "t1+la20": {"x264_threads": 1, "x264_rc_lookahead": 20},
-    "t3+la20": {"x264_threads": 3, "x264_rc_lookahead": 20},
+    "la10": {"x264_rc_lookahead": 10},
+    "t2+la10": {"x264_threads": 2, "x264_rc_lookahead": 10},
+    "la15": {"x264_rc_lookahead": 15},
+    "t2+la15": {"x264_threads": 2, "x264_rc_lookahead": 15},
 }
 DEFAULT_VARIANTS = "t2,la20,t2+la20"
 
@@ -172,55 +175,6 @@ def baseline_commands(
     return commands
 
 
-@dataclass(frozen=True, slots=True)
-class PipelineRun:
-    """(a): one ``speak-encoder encode`` subprocess."""
-
-    name: str
-    env: dict[str, str]
-    tuning: EncoderTuning
-    run: RssRun
-    result: dict[str, Any] | None
-    x264: dict[str, dict[str, str]]
-
-    @property
-    def ffmpeg_peak_bytes(self) -> int:
-        return self.run.peak_largest_child_bytes
-
-
-def run_pipeline(
-    name: str,
-    source: Path,
-    work: Path,
-    *,
-    ffmpeg: str,
-    ffprobe: str,
-    preset: str,
-    crf: int,
-    fields: dict[str, int],
-) -> PipelineRun:
-    out = work / f"a-{name}"
-    overrides = {key.upper(): str(value) for key, value in fields.items()}
-    env = {**os.environ, **overrides, "FFMPEG_PATH": ffmpeg, "FFPROBE_PATH": ffprobe}
-    env["TEMP_DIR"] = str(work / "jobs")  # same filesystem as --out: the final move is a rename
-    tuning = tuning_from(settings_for(ffmpeg, ffprobe, preset, crf, **fields))
-    cli = str(Path(sys.executable).with_name("speak-encoder"))
-    argv = [cli, "encode", str(source), "--out", str(out), "--json", "--preset", preset]
-    argv += ["--crf", str(crf)]
-    print(f"  (a) pipeline [{name}] …", end="", flush=True)
-    run = measure(argv, env=env, cwd=work)  # cwd: no stray .env file is read
-    print(f" {run.wall_seconds:.1f} s", flush=True)
-    result = None
-    if run.ok:
-        try:
-            result = json.loads(run.stdout.decode().strip().splitlines()[-1])
-        except (ValueError, IndexError):
-            result = None
-    x264 = x264_options(out, ffmpeg) if run.ok else {}
-    shutil.rmtree(out, ignore_errors=True)
-    return PipelineRun(name, overrides, tuning, run, result, x264)
-
-
 def x264_options(folder: Path, ffmpeg: str) -> dict[str, dict[str, str]]:
     """Per rung folder: the x264 options written in the SEI of its first segment."""
     found: dict[str, dict[str, str]] = {}
@@ -247,10 +201,134 @@ def x264_options(folder: Path, ffmpeg: str) -> dict[str, dict[str, str]]:
     return found
 
 
+# --- runs ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineRun:
+    """(a): one ``speak-encoder encode`` subprocess."""
+
+    name: str
+    env: dict[str, str]
+    tuning: EncoderTuning
+    run: RssRun
+    result: dict[str, Any] | None
+    x264: dict[str, dict[str, str]]
+
+    @property
+    def ffmpeg_peak_bytes(self) -> int:
+        return self.run.peak_largest_child_bytes
+
+
+@dataclass(frozen=True, slots=True)
+class BaselineRun:
+    """(b): the three per-rung ffmpeg runs."""
+
+    runs: list[tuple[str, RssRun]]
+    x264: dict[str, dict[str, str]]
+
+    @property
+    def wall_seconds(self) -> float:
+        return sum(r.wall_seconds for _, r in self.runs)
+
+    @property
+    def cpu_seconds(self) -> float:
+        return sum(r.cpu_seconds for _, r in self.runs)
+
+    @property
+    def other_load(self) -> float:
+        capacity = sum(r.wall_seconds for _, r in self.runs) * (os.cpu_count() or 1)
+        other = sum(r.other_cpu_seconds for _, r in self.runs)
+        return min(1.0, other / capacity) if capacity > 0 else 0.0
+
+    @property
+    def peak_bytes(self) -> int:
+        return max((r.peak_total_bytes for _, r in self.runs), default=0)
+
+    @property
+    def ok(self) -> bool:
+        return all(r.ok for _, r in self.runs)
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    source: Path
+    plan: EncodePlan
+    work: Path
+    ffmpeg: str
+    ffprobe: str
+    preset: str
+    crf: int
+    failures: list[str]
+
+
+def run_pipeline(ctx: Context, name: str, fields: dict[str, int], ffmpeg: str = "") -> PipelineRun:
+    """(a) with the settings ``fields`` set as environment variables (``x264_threads=2`` →
+    ``X264_THREADS=2``)."""
+    ffmpeg = ffmpeg or ctx.ffmpeg
+    out = ctx.work / f"a-{name}"
+    overrides = {key.upper(): str(value) for key, value in fields.items()}
+    env = {**os.environ, **overrides, "FFMPEG_PATH": ffmpeg, "FFPROBE_PATH": ctx.ffprobe}
+    env["TEMP_DIR"] = str(ctx.work / "jobs")  # same filesystem as --out: the move is a rename
+    tuning = tuning_from(settings_for(ffmpeg, ctx.ffprobe, ctx.preset, ctx.crf, **fields))
+    cli = str(Path(sys.executable).with_name("speak-encoder"))
+    argv = [cli, "encode", str(ctx.source), "--out", str(out), "--json"]
+    argv += ["--preset", ctx.preset, "--crf", str(ctx.crf)]
+    print(f"  (a) speak-encoder encode [{name}] …", end="", flush=True)
+    run = measure(argv, env=env, cwd=ctx.work)  # cwd: no stray .env file is read
+    _done(run)
+    result = None
+    if run.ok:
+        try:
+            result = json.loads(run.stdout.decode().strip().splitlines()[-1])
+        except (ValueError, IndexError):
+            result = None
+    else:
+        ctx.failures.append(_failure(f"(a) [{name}]", run))
+    x264 = x264_options(out, ffmpeg) if run.ok else {}
+    shutil.rmtree(out, ignore_errors=True)
+    return PipelineRun(name, overrides, tuning, run, result, x264)
+
+
+def run_baseline(ctx: Context, ffmpeg: str = "") -> BaselineRun:
+    ffmpeg = ffmpeg or ctx.ffmpeg
+    out = ctx.work / "b"
+    runs = []
+    for rung, argv in baseline_commands(ctx.plan, ctx.source, out, ffmpeg, ctx.preset, ctx.crf):
+        print(f"  (b) per-rung {rung} …", end="", flush=True)
+        run = measure(argv)
+        _done(run)
+        runs.append((rung, run))
+        if not run.ok:
+            ctx.failures.append(_failure(f"(b) {rung}", run))
+    x264 = x264_options(out, ffmpeg)
+    shutil.rmtree(out, ignore_errors=True)
+    return BaselineRun(runs, x264)
+
+
+def run_bare(ctx: Context, argv: list[str], out: Path) -> tuple[RssRun, dict[str, dict[str, str]]]:
+    out.mkdir(parents=True, exist_ok=True)
+    print("  (c) bare ffmpeg …", end="", flush=True)
+    run = measure(argv)
+    _done(run)
+    if not run.ok:
+        ctx.failures.append(_failure("(c) bare ffmpeg", run))
+    x264 = x264_options(out, ctx.ffmpeg)
+    shutil.rmtree(out, ignore_errors=True)
+    return run, x264
+
+
+def _done(run: RssRun) -> None:
+    busy = (
+        f", other processes used {run.other_load:.0%} of the CPUs" if run.other_load > 0.05 else ""
+    )
+    print(f" {run.wall_seconds:.1f} s{busy}", flush=True)
+
+
 # --- report ------------------------------------------------------------------------------
 
 
-def _mb(value: int | float) -> str:
+def _mb(value: float) -> str:
     return f"{value / 1_000_000:.0f} MB"
 
 
@@ -270,8 +348,9 @@ def _x264_text(x264: dict[str, dict[str, str]]) -> str:
     parts = []
     for rung, options in x264.items():
         parts.append(
-            f"{rung}: threads={options.get('threads', '?')} "
-            f"lookahead={options.get('rc_lookahead', '?')}"
+            f"{rung} threads={options.get('threads', '?')} "
+            f"lookahead_threads={options.get('lookahead_threads', '?')} "
+            f"rc_lookahead={options.get('rc_lookahead', '?')}"
         )
     return "; ".join(parts) or "?"
 
@@ -280,6 +359,8 @@ def _run_json(run: RssRun) -> dict[str, Any]:
     return {
         "returncode": run.returncode,
         "wall_seconds": round(run.wall_seconds, 2),
+        "cpu_seconds": round(run.cpu_seconds, 2),
+        "other_load": round(run.other_load, 3),
         "peak_self_mb": round(run.peak_self_mb, 1),
         "peak_children_mb": round(run.peak_children_mb, 1),
         "peak_largest_child_mb": round(run.peak_largest_child_mb, 1),
@@ -293,6 +374,14 @@ def _failure(label: str, run: RssRun) -> str:
     return f"{label} failed (exit {run.returncode}): " + " | ".join(tail)
 
 
+def _walls(values: list[float]) -> str:
+    return ", ".join(f"{v:.1f}" for v in values)
+
+
+def _row(label: str, wall: float, cpu: float, other: float, py: str, ff: str, total: str) -> str:
+    return f"{label:<32}{wall:>7.1f}s{cpu:>7.1f}s{other:>7.0%}{py:>9}{ff:>9}{total:>9}"
+
+
 # --- main --------------------------------------------------------------------------------
 
 
@@ -301,6 +390,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seconds", type=float, default=20.0, help="source length (≥ 20)")
     parser.add_argument("--preset", default="medium", help="libx264 preset for every run")
     parser.add_argument("--crf", type=int, default=19, help="libx264 CRF for every run")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=2,
+        help="rounds of (a), (b), (c), interleaved; the fastest round of each counts",
+    )
     parser.add_argument(
         "--variants",
         default=DEFAULT_VARIANTS,
@@ -322,26 +417,21 @@ def _alt_ffmpeg(choice: str) -> str | None:
     if choice != "auto":
         return choice
     try:
-        import imageio_ffmpeg  # type: ignore[import-not-found]
+        import imageio_ffmpeg  # type: ignore[import-not-found, unused-ignore]
     except ImportError:
         return None
     return str(imageio_ffmpeg.get_ffmpeg_exe())
 
 
-def _version(ffmpeg: str) -> str:
-    return asyncio.run(ffmpeg_info(ffmpeg)).version
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    variant_names = [] if args.variants == "none" else args.variants.split(",")
+    variant_names = [v for v in args.variants.split(",") if v and v not in ("none", "default")]
     unknown = [v for v in variant_names if v not in VARIANTS]
     if unknown:
         print(f"unknown variant(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
     ffmpeg = os.environ.get("FFMPEG_PATH", "ffmpeg")
     ffprobe = os.environ.get("FFPROBE_PATH", "ffprobe")
-    failures: list[str] = []
     bench_started = time.monotonic()
 
     source, generated_in = make_source(args.seconds, ffmpeg)
@@ -350,151 +440,142 @@ def main(argv: list[str] | None = None) -> int:
     # Tuning variables already in the environment (X264_THREADS, …) apply to every run.
     settings = settings_for(ffmpeg, ffprobe, args.preset, args.crf)
     plan = plan_encode(info, EncodeOptions(), load_ladder(settings.ladder_file))
+    cpus = os.cpu_count() or 1
     print(
         f"source {source.name}: {info.video.width}x{info.video.height} "
         f"{float(info.video.fps):g} fps, {info.duration:.1f} s, {info.size / 1e6:.1f} MB; "
-        f"rungs {', '.join(plan.names)}; ffmpeg {ffinfo.version}; {os.cpu_count()} CPUs",
+        f"rungs {', '.join(plan.names)}; ffmpeg {ffinfo.version}; {cpus} CPUs",
         flush=True,
     )
 
     CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="encode-ladder-", dir=CACHE))
+    ctx = Context(source, plan, work, ffmpeg, ffprobe, args.preset, args.crf, [])
+    c_out = work / "c"
+    c_cmd = build_command(
+        plan, source, c_out, tuning_from(settings), tonemap_available=ffinfo.has_zscale
+    )
+    a_runs: list[PipelineRun] = []
+    b_runs: list[BaselineRun] = []
+    c_runs: list[tuple[RssRun, dict[str, dict[str, str]]]] = []
+    variants: list[PipelineRun] = []
+    alt: dict[str, Any] | None = None
     try:
-        # (a) default tuning
-        pipe_kw: dict[str, Any] = {
-            "ffmpeg": ffmpeg,
-            "ffprobe": ffprobe,
-            "preset": args.preset,
-            "crf": args.crf,
-        }
-        a = run_pipeline("default", source, work, fields={}, **pipe_kw)
-        if not a.run.ok:
-            failures.append(_failure("(a) pipeline", a.run))
-
-        # (b) per-rung baseline
-        b_runs: list[tuple[str, RssRun]] = []
-        b_out = work / "b"
-        for rung, cmd in baseline_commands(plan, source, b_out, ffmpeg, args.preset, args.crf):
-            print(f"  (b) per-rung {rung} …", end="", flush=True)
-            run = measure(cmd)
-            print(f" {run.wall_seconds:.1f} s", flush=True)
-            b_runs.append((rung, run))
-            if not run.ok:
-                failures.append(_failure(f"(b) {rung}", run))
-        b_x264 = x264_options(b_out, ffmpeg)
-        shutil.rmtree(b_out, ignore_errors=True)
-        b_wall = sum(r.wall_seconds for _, r in b_runs)
-        b_peak = max((r.peak_total_bytes for _, r in b_runs), default=0)
-
-        # (c) bare ffmpeg, the command (a) builds
-        c_out = work / "c"
-        c_out.mkdir()
-        c_cmd = build_command(
-            plan, source, c_out, tuning_from(settings), tonemap_available=ffinfo.has_zscale
-        )
-        print("  (c) bare ffmpeg …", end="", flush=True)
-        c = measure(c_cmd)
-        print(f" {c.wall_seconds:.1f} s", flush=True)
-        if not c.ok:
-            failures.append(_failure("(c) bare ffmpeg", c))
-        c_x264 = x264_options(c_out, ffmpeg)
-        shutil.rmtree(c_out, ignore_errors=True)
-
-        # (a) under tuning variants
-        variants = [a]
+        for round_no in range(1, max(1, args.repeat) + 1):
+            print(f"round {round_no}:", flush=True)
+            a_runs.append(run_pipeline(ctx, "default", {}))
+            b_runs.append(run_baseline(ctx))
+            c_runs.append(run_bare(ctx, c_cmd, c_out))
+        if variant_names:
+            print("tuning variants of (a):", flush=True)
         for name in variant_names:
-            if name == "default":
-                continue
-            v = run_pipeline(name, source, work, fields=VARIANTS[name], **pipe_kw)
-            variants.append(v)
-            if not v.run.ok:
-                failures.append(_failure(f"(a) [{name}]", v.run))
-
-        # optional: another ffmpeg build
-        alt: dict[str, Any] | None = None
+            variants.append(run_pipeline(ctx, name, VARIANTS[name]))
         alt_path = _alt_ffmpeg(args.alt_ffmpeg)
         if alt_path is not None:
-            alt = run_alt(alt_path, ffprobe, source, plan, work, args, failures)
+            alt = run_alt(ctx, alt_path)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-
     total_seconds = time.monotonic() - bench_started
-    a_over_b = _ratio(a.run.wall_seconds, b_wall)
+
+    # Fastest round of each (least disturbed); memory: the highest peak seen in any round.
+    a = min(a_runs, key=lambda r: r.run.wall_seconds)
+    b = min(b_runs, key=lambda r: r.wall_seconds)
+    c, c_x264 = min(c_runs, key=lambda r: r[0].wall_seconds)
+    python_peak = max(r.run.peak_self_bytes for r in a_runs)
+    a_ffmpeg_peak = max(r.ffmpeg_peak_bytes for r in a_runs)
+    a_total_peak = max(r.run.peak_total_bytes for r in a_runs)
+    b_peak = max(r.peak_bytes for r in b_runs)
+    c_peak = max(r.peak_total_bytes for r, _ in c_runs)
+    a_over_b = _ratio(a.run.wall_seconds, b.wall_seconds)
     a_over_c = _ratio(a.run.wall_seconds, c.wall_seconds)
-    python_peak = a.run.peak_self_bytes
-    summary = {
-        "a_over_b": a_over_b,
-        "a_over_c": a_over_c,
-        "python_peak_mb": python_peak / 1e6,
-        "a_total_peak_mb": a.run.peak_total_bytes / 1e6,
-        "b_peak_mb": b_peak / 1e6,
-    }
     targets = {
         "a_over_b<=0.80": a_over_b is not None and a_over_b <= TARGET_A_OVER_B,
         "a_over_c<=1.03": a_over_c is not None and a_over_c <= TARGET_A_OVER_C,
         "python_rss<=100MB": python_peak / 1e6 <= TARGET_PYTHON_MB,
-        "a_total_rss<=b_peak": a.run.peak_total_bytes <= b_peak,
+        "a_total_rss<=b_peak": a_total_peak <= b_peak,
     }
 
     # --- print ---
     print()
     print(
-        f"Encode ladder benchmark — {args.seconds:g} s 1080p30, libx264 {args.preset} "
-        f"CRF {args.crf}, ffmpeg {ffinfo.version}, {os.cpu_count()} CPUs"
+        f"Encode ladder — {args.seconds:g} s 1080p30 source, libx264 {args.preset} CRF "
+        f"{args.crf}, ffmpeg {ffinfo.version}, {cpus} CPUs, fastest of {len(a_runs)} round(s)"
     )
-    print(f"{'run':<34}{'wall':>9}{'python':>10}{'ffmpeg':>10}{'total':>10}")
-    print("-" * 73)
+    print(f"{'run':<32}{'wall':>8}{'CPU':>8}{'other':>7}{'python':>9}{'ffmpeg':>9}{'total':>9}")
+    print("-" * 82)
     print(
-        f"{'(a) speak-encoder encode':<34}{a.run.wall_seconds:>8.1f}s"
-        f"{_mb(python_peak):>10}{_mb(a.ffmpeg_peak_bytes):>10}{_mb(a.run.peak_total_bytes):>10}"
-    )
-    for rung, run in b_runs:
-        label = f"(b) per-rung {rung}"
-        print(
-            f"{label:<34}{run.wall_seconds:>8.1f}s{'':>10}"
-            f"{_mb(run.peak_total_bytes):>10}{_mb(run.peak_total_bytes):>10}"
+        _row(
+            "(a) speak-encoder encode",
+            a.run.wall_seconds,
+            a.run.cpu_seconds,
+            a.run.other_load,
+            _mb(python_peak),
+            _mb(a_ffmpeg_peak),
+            _mb(a_total_peak),
         )
-    print(f"{'(b) per-rung, sum / largest':<34}{b_wall:>8.1f}s{'':>10}{_mb(b_peak):>10}")
-    print(
-        f"{'(c) bare ffmpeg (same command)':<34}{c.wall_seconds:>8.1f}s{'':>10}"
-        f"{_mb(c.peak_total_bytes):>10}{_mb(c.peak_total_bytes):>10}"
     )
+    for rung, run in b.runs:
+        peak = _mb(run.peak_total_bytes)
+        print(
+            _row(
+                f"(b) per-rung {rung}",
+                run.wall_seconds,
+                run.cpu_seconds,
+                run.other_load,
+                "",
+                peak,
+                peak,
+            )
+        )
+    print(_row("(b) per-rung: sum / largest", b.wall_seconds, b.cpu_seconds, b.other_load,
+               "", _mb(b_peak), _mb(b_peak)))  # fmt: skip
+    print(_row("(c) bare ffmpeg, same command", c.wall_seconds, c.cpu_seconds, c.other_load,
+               "", _mb(c_peak), _mb(c_peak)))  # fmt: skip
+    print(
+        "CPU = user+system seconds of the process tree; other = share of the CPUs used by "
+        "other processes meanwhile (wall times are only comparable when it is ~0); "
+        "RSS peaks sampled every 50 ms, highest of all rounds."
+    )
+    a_walls = _walls([r.run.wall_seconds for r in a_runs])
+    b_walls = _walls([r.wall_seconds for r in b_runs])
+    c_walls = _walls([r.wall_seconds for r, _ in c_runs])
+    print(f"all rounds (wall s): a {a_walls}; b {b_walls}; c {c_walls}")
     print()
     met_b, met_c = targets["a_over_b<=0.80"], targets["a_over_c<=1.03"]
-    print(f"a/b = {_fmt_ratio(a_over_b)}  (target ≤ {TARGET_A_OVER_B})  {_ok(met_b)}")
-    print(f"a/c = {_fmt_ratio(a_over_c)}  (target ≤ {TARGET_A_OVER_C})  {_ok(met_c)}")
+    print(f"a/b = {_fmt_ratio(a_over_b)}  (target ≤ {TARGET_A_OVER_B:.2f})  {_ok(met_b)}")
+    print(f"a/c = {_fmt_ratio(a_over_c)}  (target ≤ {TARGET_A_OVER_C:.2f})  {_ok(met_c)}")
     print(
         f"Python RSS {_mb(python_peak)} (target ≤ {TARGET_PYTHON_MB:.0f} MB)  "
         f"{_ok(targets['python_rss<=100MB'])}"
     )
     print(
-        f"Python + ffmpeg (a) {_mb(a.run.peak_total_bytes)} vs per-rung peak {_mb(b_peak)}  "
+        f"Python + ffmpeg (a) {_mb(a_total_peak)} vs per-rung peak {_mb(b_peak)}  "
         f"{_ok(targets['a_total_rss<=b_peak'])}"
     )
     print()
-    print("x264 settings read back from the bitstream (first segment of each rung):")
-    print(f"  (a) default: {_x264_text(a.x264)}")
-    print(f"  (b) per-rung: {_x264_text(b_x264)}")
-    print(f"  (c) bare:    {_x264_text(c_x264)}")
+    print("x264 settings read back from the bitstream (SEI of each rung's first segment):")
+    print(f"  (a) {_x264_text(a.x264)}")
+    print(f"  (b) {_x264_text(b.x264)}")
+    print(f"  (c) {_x264_text(c_x264)}")
+
     print()
-    print("Speed–memory trade-off of (a) (env vars; wall ratio vs (b), peak RSS):")
-    print(f"{'variant':<10}{'env':<40}{'wall':>8}{'a/b':>7}{'ffmpeg':>9}{'total':>9}  targets")
+    print("Speed–memory trade-off of (a), tuned with environment variables (one run each):")
+    print(
+        f"{'variant':<9}{'env':<38}{'wall':>7}{'other':>7}{'a/b':>6}{'ffmpeg':>8}{'total':>8}  both"
+    )
     variant_rows = []
-    for v in variants:
-        ratio = _ratio(v.run.wall_seconds, b_wall)
-        meets = (
-            v.run.ok
-            and ratio is not None
-            and ratio <= TARGET_A_OVER_B
-            and v.run.peak_total_bytes <= b_peak
+    for v in [a, *variants]:
+        ratio = _ratio(v.run.wall_seconds, b.wall_seconds)
+        total = a_total_peak if v is a else v.run.peak_total_bytes
+        ff_peak = a_ffmpeg_peak if v is a else v.ffmpeg_peak_bytes
+        meets = bool(
+            v.run.ok and ratio is not None and ratio <= TARGET_A_OVER_B and total <= b_peak
         )
         env_text = " ".join(f"{k}={val}" for k, val in v.env.items()) or "(defaults)"
         print(
-            f"{v.name:<10}{env_text:<40}{v.run.wall_seconds:>7.1f}s{_fmt_ratio(ratio):>7}"
-            f"{_mb(v.ffmpeg_peak_bytes):>9}{_mb(v.run.peak_total_bytes):>9}  "
-            f"{'both' if meets else '-'}"
+            f"{v.name:<9}{env_text:<38}{v.run.wall_seconds:>6.1f}s{v.run.other_load:>7.0%}"
+            f"{_fmt_ratio(ratio):>6}{_mb(ff_peak):>8}{_mb(total):>8}  {'yes' if meets else '-'}"
         )
-        print(f"{'':<10}x264: {_x264_text(v.x264)}")
         variant_rows.append(
             {
                 "name": v.name,
@@ -504,19 +585,22 @@ def main(argv: list[str] | None = None) -> int:
                     "x264_threads": v.tuning.x264_threads,
                     "rc_lookahead": v.tuning.rc_lookahead,
                 },
-                "a_over_b": ratio,
-                "ffmpeg_peak_mb": round(v.ffmpeg_peak_bytes / 1e6, 1),
+                "a_over_b": None if ratio is None else round(ratio, 3),
+                "ffmpeg_peak_mb": round(ff_peak / 1e6, 1),
+                "total_peak_mb": round(total / 1e6, 1),
                 "meets_speed_and_memory": meets,
                 "x264": v.x264,
-                **_run_json(v.run),
+                "run": _run_json(v.run),
             }
         )
+    print(f"(“both”: a/b ≤ {TARGET_A_OVER_B:.2f} and total ≤ the per-rung peak {_mb(b_peak)})")
     if alt is not None:
         print()
         print(
-            f"Other ffmpeg ({alt['version']}): a {alt['a_wall']:.1f} s, b {alt['b_wall']:.1f} s, "
-            f"a/b = {_fmt_ratio(alt['a_over_b'])}; peak total a {alt['a_total_peak_mb']:.0f} MB "
-            f"vs b {alt['b_peak_mb']:.0f} MB"
+            f"Other ffmpeg {alt['version']}: a {alt['a_wall']:.1f} s, b {alt['b_wall']:.1f} s, "
+            f"a/b = {_fmt_ratio(alt['a_over_b'])}; peak a (Python + ffmpeg) "
+            f"{alt['a_total_peak_mb']:.0f} MB vs b {alt['b_peak_mb']:.0f} MB; "
+            f"other processes {alt['other_load']:.0%}"
         )
     print(f"\nbenchmark took {total_seconds:.0f} s (source generation {generated_in:.0f} s)")
 
@@ -524,7 +608,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "encode_ladder",
         "when": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "machine": {
-            "cpus": os.cpu_count(),
+            "cpus": cpus,
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
@@ -540,67 +624,72 @@ def main(argv: list[str] | None = None) -> int:
         "preset": args.preset,
         "crf": args.crf,
         "rungs": plan.names,
-        "a": {**_run_json(a.run), "ffmpeg_peak_mb": round(a.ffmpeg_peak_bytes / 1e6, 1)},
-        "b": {
-            "wall_seconds": round(b_wall, 2),
-            "peak_mb": round(b_peak / 1e6, 1),
-            "runs": {rung: _run_json(run) for rung, run in b_runs},
-            "x264": b_x264,
+        "rounds": len(a_runs),
+        "a": {
+            "fastest": _run_json(a.run),
+            "all_wall_seconds": [round(r.run.wall_seconds, 2) for r in a_runs],
+            "python_peak_mb": round(python_peak / 1e6, 1),
+            "ffmpeg_peak_mb": round(a_ffmpeg_peak / 1e6, 1),
+            "total_peak_mb": round(a_total_peak / 1e6, 1),
+            "x264": a.x264,
         },
-        "c": {**_run_json(c), "command": c.argv, "x264": c_x264},
-        "summary": {k: (round(v, 3) if isinstance(v, float) else v) for k, v in summary.items()},
+        "b": {
+            "wall_seconds": round(b.wall_seconds, 2),
+            "cpu_seconds": round(b.cpu_seconds, 2),
+            "other_load": round(b.other_load, 3),
+            "all_wall_seconds": [round(r.wall_seconds, 2) for r in b_runs],
+            "peak_mb": round(b_peak / 1e6, 1),
+            "runs": {rung: _run_json(run) for rung, run in b.runs},
+            "command_1080p": b.runs[0][1].argv if b.runs else None,
+            "x264": b.x264,
+        },
+        "c": {
+            "fastest": _run_json(c),
+            "all_wall_seconds": [round(r.wall_seconds, 2) for r, _ in c_runs],
+            "peak_mb": round(c_peak / 1e6, 1),
+            "command": c.argv,
+            "x264": c_x264,
+        },
+        "summary": {
+            "a_over_b": None if a_over_b is None else round(a_over_b, 3),
+            "a_over_c": None if a_over_c is None else round(a_over_c, 3),
+            "python_peak_mb": round(python_peak / 1e6, 1),
+            "a_total_peak_mb": round(a_total_peak / 1e6, 1),
+            "b_peak_mb": round(b_peak / 1e6, 1),
+        },
         "targets_met": targets,
         "variants": variant_rows,
         "alt_ffmpeg": alt,
-        "failures": failures,
+        "failures": ctx.failures,
         "total_seconds": round(total_seconds, 1),
     }
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+    args.output.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     print(f"results: {args.output}")
-    for failure in failures:
+    for failure in ctx.failures:
         print(f"FAILED: {failure}", file=sys.stderr)
-    return 1 if failures else 0
+    return 1 if ctx.failures else 0
 
 
-def run_alt(
-    alt: str,
-    ffprobe: str,
-    source: Path,
-    plan: EncodePlan,
-    work: Path,
-    args: argparse.Namespace,
-    failures: list[str],
-) -> dict[str, Any]:
-    """(a) and (b) again with another ffmpeg binary (Debian's ffprobe kept)."""
-    version = _version(alt)
-    print(f"  other ffmpeg {version} ({alt}):", flush=True)
-    a = run_pipeline(
-        "alt", source, work, ffmpeg=alt, ffprobe=ffprobe, preset=args.preset, crf=args.crf,
-        fields={},
-    )  # fmt: skip
-    if not a.run.ok:
-        failures.append(_failure("(a) with the other ffmpeg", a.run))
-    b_runs = []
-    for rung, cmd in baseline_commands(plan, source, work / "b-alt", alt, args.preset, args.crf):
-        print(f"  (b) per-rung {rung} …", end="", flush=True)
-        run = measure(cmd)
-        print(f" {run.wall_seconds:.1f} s", flush=True)
-        b_runs.append((rung, run))
-        if not run.ok:
-            failures.append(_failure(f"(b) {rung} with the other ffmpeg", run))
-    b_wall = sum(r.wall_seconds for _, r in b_runs)
-    b_peak = max((r.peak_total_bytes for _, r in b_runs), default=0)
+def run_alt(ctx: Context, alt: str) -> dict[str, Any]:
+    """(a) and (b) once more with another ffmpeg binary (Debian's ffprobe kept)."""
+    version = asyncio.run(ffmpeg_info(alt)).version
+    print(f"other ffmpeg {version} ({alt}):", flush=True)
+    a = run_pipeline(ctx, "alt-ffmpeg", {}, ffmpeg=alt)
+    b = run_baseline(ctx, ffmpeg=alt)
+    capacity = (a.run.wall_seconds + b.wall_seconds) * (os.cpu_count() or 1)
+    other = a.run.other_cpu_seconds + sum(r.other_cpu_seconds for _, r in b.runs)
     return {
         "path": alt,
         "version": version,
-        "a_wall": a.run.wall_seconds,
-        "b_wall": b_wall,
-        "a_over_b": _ratio(a.run.wall_seconds, b_wall),
+        "a_wall": round(a.run.wall_seconds, 2),
+        "b_wall": round(b.wall_seconds, 2),
+        "a_over_b": _ratio(a.run.wall_seconds, b.wall_seconds),
         "a_python_peak_mb": round(a.run.peak_self_bytes / 1e6, 1),
         "a_ffmpeg_peak_mb": round(a.ffmpeg_peak_bytes / 1e6, 1),
         "a_total_peak_mb": round(a.run.peak_total_bytes / 1e6, 1),
-        "b_peak_mb": round(b_peak / 1e6, 1),
+        "b_peak_mb": round(b.peak_bytes / 1e6, 1),
+        "other_load": round(min(1.0, other / capacity) if capacity else 0.0, 3),
         "x264": a.x264,
     }
 

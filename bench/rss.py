@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import resource
 import signal
 import subprocess
 import sys
@@ -56,6 +57,11 @@ class RssRun:
     peak_largest_child_bytes: int  # largest single descendant
     peak_total_bytes: int  # largest (self + descendants) at one sample
     samples: int
+    #: CPU seconds (user + system) of the command and every descendant it waited for.
+    cpu_seconds: float = 0.0
+    #: CPU seconds used meanwhile by everything else on the machine (other jobs, the kernel):
+    #: a noisy neighbour makes wall times meaningless, this shows when it happened.
+    other_cpu_seconds: float = 0.0
     stdout: bytes = b""
     stderr: bytes = b""
     #: Peak RSS per descendant command name (e.g. {"ffmpeg": …, "ffprobe": …}).
@@ -64,6 +70,12 @@ class RssRun:
     @property
     def ok(self) -> bool:
         return self.returncode == 0
+
+    @property
+    def other_load(self) -> float:
+        """Share of the machine's CPUs used by other processes during the run (0..1)."""
+        capacity = self.wall_seconds * (os.cpu_count() or 1)
+        return min(1.0, self.other_cpu_seconds / capacity) if capacity > 0 else 0.0
 
     @property
     def peak_self_mb(self) -> float:
@@ -115,6 +127,10 @@ def measure(
     child_peaks: dict[str, int] = {}
     names: dict[int, str] = {}
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        # CPU time: the growth of RUSAGE_CHILDREN across the run (exact when runs are
+        # sequential; a concurrent child of this process would be counted too).
+        usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        busy_before = _machine_busy_seconds()
         started = time.monotonic()
         try:
             popen = subprocess.Popen(
@@ -127,7 +143,7 @@ def measure(
                 start_new_session=True,
             )
         except OSError as exc:
-            return RssRun(argv, 127, 0.0, 0, 0, 0, 0, 0, b"", str(exc).encode())
+            return RssRun(argv, 127, 0.0, 0, 0, 0, 0, 0, 0.0, b"", str(exc).encode())
         try:
             root = psutil.Process(popen.pid)
             while popen.poll() is None:
@@ -158,6 +174,9 @@ def measure(
             raise
         returncode = popen.wait()
         wall = time.monotonic() - started
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = (usage.ru_utime - usage_before.ru_utime) + (usage.ru_stime - usage_before.ru_stime)
+        other = max(0.0, _machine_busy_seconds() - busy_before - cpu)
         out.seek(0)
         err.seek(0)
         stdout, stderr = out.read(max_output), err.read(max_output)
@@ -170,9 +189,20 @@ def measure(
         peak_largest_child_bytes=peak_largest,
         peak_total_bytes=peak_total,
         samples=samples,
+        cpu_seconds=cpu,
+        other_cpu_seconds=other,
         stdout=stdout,
         stderr=stderr,
         child_peaks=child_peaks,
+    )
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all CPUs have spent not idle since boot."""
+    times = psutil.cpu_times()
+    idle = times.idle + getattr(times, "iowait", 0.0)
+    return (
+        float(sum(times)) - idle - getattr(times, "guest", 0.0) - getattr(times, "guest_nice", 0.0)
     )
 
 
@@ -194,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"{Path(args[0]).name}: exit {run.returncode}, {run.wall_seconds:.2f} s, "
         f"peak RSS self {run.peak_self_mb:.0f} MB, descendants {run.peak_children_mb:.0f} MB, "
-        f"total {run.peak_total_mb:.0f} MB ({run.samples} samples)",
+        f"total {run.peak_total_mb:.0f} MB, CPU {run.cpu_seconds:.1f} s, other processes "
+        f"{run.other_load:.0%} of the machine ({run.samples} samples)",
         file=sys.stderr,
     )
     return run.returncode

@@ -21,3 +21,13 @@ if [ ! -x "$ipfs_dir/node_modules/.bin/jsipfs" ] || ! cmp -s "$ipfs_src/package-
   (cd "$ipfs_dir" && npm install --no-audit --no-fund --loglevel=error)
   cp "$ipfs_src/package-lock.json" "$ipfs_stamp"
 fi
+
+# --- PostgreSQL: the job store's fleet tests ------------------------------------------------------
+# Only the server binaries are used (/usr/lib/postgresql/*/bin): every test session starts its own
+# throwaway server in a temp dir (src/speak_encoder/testing/postgres.py, as the `postgres` user when
+# run as root). The cluster/service the Debian package may create is never needed, running or not.
+scripts/install-system-deps.sh postgresql
+if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+  echo "error: the postgresql package is installed but no initdb was found" >&2
+  exit 1
+fi

@@ -5,4 +5,6 @@ pytest_plugins = [
     "tests.support.fetch_fixtures",
     "tests.support.hls_fixtures",
     "tests.support.ipfs_fixtures",
+    "tests.support.store_fixtures",
+    "tests.support.node_fixtures",
 ]

@@ -152,12 +152,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_optional_commands(sub: Any) -> None:
-    """Sub-commands of other parts (storage, node), registered when they are installed."""
-    try:
-        from speak_encoder.cli_storage import add_storage_commands
-    except ImportError:
-        return
+    """Sub-commands of the other parts: storage (cid, car, pins) and the node (run, jobs…)."""
+    from speak_encoder.cli_node import add_node_commands
+    from speak_encoder.cli_storage import add_storage_commands
+
     add_storage_commands(sub)
+    add_node_commands(sub)
 
 
 _SETTING_FLAGS = (

@@ -225,4 +225,3 @@ class QueueFull(RetryableError):
 
 class StoreUnavailable(RetryableError):
     """The job store (SQLite file or PostgreSQL server) cannot be reached."""
-

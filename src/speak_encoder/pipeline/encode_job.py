@@ -13,6 +13,7 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -210,34 +211,24 @@ async def encode(
 
         report(StageEvent("probe"))
         info: MediaInfo = await probe(fetched.path, ffprobe=settings.ffprobe_path)
-        report(StageEvent("probe", 1.0, detail=_describe(info), done=True))
+        report(StageEvent("probe", 1.0, detail=describe_media(info), done=True))
 
         plan = plan_encode(info, options, ladder)
         report(StageEvent("plan", 1.0, detail=", ".join(plan.names), done=True))
 
         out_dir = job_dir / "out"
-        argv = build_command(
-            plan, fetched.path, out_dir, tuning_from(settings), tonemap_available=ffmpeg.has_zscale
-        )
-        log.debug("ffmpeg command: %s", argv)
         report(StageEvent("encode", 0.0))
-        await run_ffmpeg(argv, duration=plan.duration, on_progress=_encode_reporter(report, plan))
+        await encode_ladder(
+            plan, fetched.path, out_dir, settings, on_progress=_encode_reporter(report, plan)
+        )
         report(StageEvent("encode", 1.0, done=True))
 
         report(StageEvent("verify"))
-        await write_master_playlist(out_dir, ffprobe=settings.ffprobe_path)
-        validation = await validate_folder(
-            out_dir, expected_duration=plan.duration, ffprobe=settings.ffprobe_path
-        )
-        if not validation.ok:
-            raise _verification_error(validation, plan)
-        truncated = _truncation_error(validation.renditions, plan)
-        if truncated is not None:
-            raise truncated
+        validation = await verify_ladder(out_dir, plan, settings)
         report(StageEvent("verify", 1.0, detail="6 checks passed", done=True))
 
         report(StageEvent("store", detail="computing the root CID"))
-        cid = str(await asyncio.to_thread(import_folder, out_dir))
+        cid = await root_cid(out_dir)
         if dest is None:
             stored = await asyncio.to_thread(keep_folder, out_dir, settings, cid=cid)
             dest = stored.path
@@ -251,26 +242,64 @@ async def encode(
         folder=dest,
         manifest=dest / MASTER_NAME,
         duration=plan.duration,
-        renditions=[
-            RenditionResult(
-                r.name,
-                r.width,
-                r.height,
-                r.bandwidth,
-                r.average_bandwidth,
-                r.codecs,
-                r.frame_rate,
-                r.segments,
-            )
-            for r in validation.renditions
-        ],
+        renditions=renditions_of(validation),
         cid=cid,
         ffmpeg_version=ffmpeg.version,
         elapsed_seconds=time.monotonic() - started,
     )
 
 
-def _describe(info: MediaInfo) -> str:
+# --- the stages, shared by `encode` and the node's job runner ---------------------------------
+
+
+async def encode_ladder(
+    plan: EncodePlan,
+    source: Path,
+    out_dir: Path,
+    settings: Settings,
+    *,
+    on_progress: Callable[[EncodeProgress], None] | None = None,
+) -> str:
+    """Run the one-decode ffmpeg ladder into ``out_dir``; returns the video encoder used."""
+    ffmpeg = await ffmpeg_info(settings.ffmpeg_path)
+    argv = build_command(
+        plan, source, out_dir, tuning_from(settings), tonemap_available=ffmpeg.has_zscale
+    )
+    log.debug("ffmpeg command: %s", argv)
+    await run_ffmpeg(argv, duration=plan.duration, on_progress=on_progress)
+    return "libx264"
+
+
+async def verify_ladder(out_dir: Path, plan: EncodePlan, settings: Settings) -> ValidationReport:
+    """Write the measured master playlist, then refuse any folder that fails a check."""
+    await write_master_playlist(out_dir, ffprobe=settings.ffprobe_path)
+    validation = await validate_folder(
+        out_dir, expected_duration=plan.duration, ffprobe=settings.ffprobe_path
+    )
+    if not validation.ok:
+        raise _verification_error(validation, plan)
+    truncated = _truncation_error(validation.renditions, plan)
+    if truncated is not None:
+        raise truncated
+    return validation
+
+
+async def root_cid(folder: Path) -> str:
+    """The CIDv0 of ``folder`` as the network's wrapped upload gives it (streaming hash)."""
+    return str(await asyncio.to_thread(import_folder, folder))
+
+
+def renditions_of(validation: ValidationReport) -> list[RenditionResult]:
+    return [
+        RenditionResult(
+            r.name, r.width, r.height, r.bandwidth, r.average_bandwidth, r.codecs,
+            r.frame_rate, r.segments,
+        )
+        for r in validation.renditions
+    ]  # fmt: skip
+
+
+def describe_media(info: MediaInfo) -> str:
     video = info.video
     width, height = (round(v) for v in video.display_size)
     audio = "no audio" if info.audio is None else f"audio {info.audio.codec}"

@@ -6,6 +6,16 @@ One ffmpeg process per job decodes the source once and feeds every rung (encodin
                                  ├─ scale ─ setsar ─► libx264 (rung 2) ─┼─► HLS muxer
                                  └─ …                                   │   (-var_stream_map)
     [0:a] or silence ─ aresample ─ asplit ───► aac (one per rung) ──────┘
+
+Hardware encoders (encoding.md §8) use the same graph with the per-rung scaler on the GPU. Every
+software step that depends on the source (auto-rotation, which ffmpeg inserts before the graph;
+HDR tone-mapping; the frame rate; 10-bit → 8-bit) runs *before* one upload, so the GPU only
+scales and encodes::
+
+    [0:v] (tonemap) fps ─ format=nv12 ─ upload ─ split ─┬─ scale_cuda|scale_vaapi|scale_qsv ─►
+                                                        └─ …      h264_nvenc|h264_vaapi|h264_qsv
+
+Rungs, GOP, forced keyframes, rate caps, audio and HLS options are identical to libx264's.
 """
 
 from __future__ import annotations
@@ -20,6 +30,7 @@ from fractions import Fraction
 from pathlib import Path
 
 from speak_encoder.errors import EncodeError, ResourceError
+from speak_encoder.pipeline.ladder import RungSpec
 from speak_encoder.pipeline.plan import GOP_SECONDS, EncodePlan
 from speak_encoder.proc import run_capture, start, stop
 
@@ -36,6 +47,31 @@ TONEMAP_CHAIN = (
     "zscale=t=linear:npl=100,format=gbrpf32le,zscale=p=bt709,"
     "tonemap=tonemap=hable:desat=0,zscale=t=bt709:m=bt709:r=tv"
 )
+
+#: The reference encoder, always available.
+SOFTWARE_ENCODER = "libx264"
+NVENC = "h264_nvenc"
+QSV = "h264_qsv"
+VAAPI = "h264_vaapi"
+#: Hardware H.264 encoders, best first (the order a job tries them in).
+HARDWARE_ENCODERS = (NVENC, QSV, VAAPI)
+#: DRM render node used by VA-API and QSV when none is given.
+DEFAULT_RENDER_NODE = "/dev/dri/renderD128"
+#: B-frames per rung on hardware encoders (0 for the baseline profile, which has none).
+HW_B_FRAMES = 2
+#: Frames the QSV upload pool keeps beyond the filter's needs (the encoder holds references).
+QSV_EXTRA_HW_FRAMES = 64
+#: libx264 speed preset → NVENC preset (p1 fastest … p7 best); NVENC leans to quality.
+NVENC_PRESETS = {
+    "ultrafast": "p1", "superfast": "p2", "veryfast": "p3", "faster": "p4", "fast": "p4",
+    "medium": "p5", "slow": "p6", "slower": "p7", "veryslow": "p7", "placebo": "p7",
+}  # fmt: skip
+#: libx264 speed preset → QSV preset (QSV has veryfast … veryslow).
+QSV_PRESETS = {
+    "ultrafast": "veryfast", "superfast": "veryfast", "veryfast": "veryfast",
+    "faster": "faster", "fast": "fast", "medium": "medium", "slow": "slow",
+    "slower": "slower", "veryslow": "veryslow", "placebo": "veryslow",
+}  # fmt: skip
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,19 +92,55 @@ def _fps_text(fps: Fraction) -> str:
     return str(fps.numerator) if fps.denominator == 1 else f"{fps.numerator}/{fps.denominator}"
 
 
-def filter_graph(plan: EncodePlan, *, tonemap_available: bool) -> str:
-    """The -filter_complex text: decode once, split, one scaler per rung."""
+def check_encoder(encoder: str) -> str:
+    """``encoder`` if the builder knows it, else a :class:`ValueError` (a programming error)."""
+    if encoder != SOFTWARE_ENCODER and encoder not in HARDWARE_ENCODERS:
+        known = ", ".join((SOFTWARE_ENCODER, *HARDWARE_ENCODERS))
+        raise ValueError(f"unknown encoder {encoder!r} (known: {known})")
+    return encoder
+
+
+def _upload(encoder: str) -> str:
+    """Software → GPU: 8-bit 4:2:0 first (10-bit sources are converted here), then upload."""
+    if encoder == NVENC:
+        return "format=nv12,hwupload_cuda"
+    if encoder == QSV:
+        return f"format=nv12,hwupload=extra_hw_frames={QSV_EXTRA_HW_FRAMES}"
+    return "format=nv12,hwupload"
+
+
+def _scaler(encoder: str, width: int, height: int) -> str:
+    if encoder == SOFTWARE_ENCODER:
+        return f"scale={width}:{height}:flags=bicubic,setsar=1,format=yuv420p"
+    if encoder == NVENC:
+        return f"scale_cuda=w={width}:h={height}:interp_algo=bicubic,setsar=1"
+    if encoder == QSV:
+        return f"scale_qsv=w={width}:h={height},setsar=1"
+    return f"scale_vaapi=w={width}:h={height},setsar=1"
+
+
+def filter_graph(
+    plan: EncodePlan, *, tonemap_available: bool, encoder: str = SOFTWARE_ENCODER
+) -> str:
+    """The -filter_complex text: decode once, split, one scaler per rung.
+
+    On a hardware ``encoder`` the frames are uploaded once, after every software step
+    (auto-rotation happens before the graph, then tone-mapping, fps and the 8-bit conversion),
+    and each rung is scaled on the GPU.
+    """
+    check_encoder(encoder)
     count = len(plan.renditions)
     video = [f"[0:{plan.video_index}]"]
     if plan.tonemap and tonemap_available:
         video.append(TONEMAP_CHAIN + ",")
-    video.append(f"fps={_fps_text(plan.fps)},split={count}")
+    video.append(f"fps={_fps_text(plan.fps)},")
+    if encoder != SOFTWARE_ENCODER:
+        video.append(_upload(encoder) + ",")
+    video.append(f"split={count}")
     video.extend(f"[s{i}]" for i in range(count))
     chains = ["".join(video)]
     for i, rung in enumerate(plan.renditions):
-        chains.append(
-            f"[s{i}]scale={rung.width}:{rung.height}:flags=bicubic,setsar=1,format=yuv420p[v{i}]"
-        )
+        chains.append(f"[s{i}]{_scaler(encoder, rung.width, rung.height)}[v{i}]")
     audio_in = f"[0:{plan.audio_index}]" if plan.audio_index is not None else "[1:a]"
     outs = "".join(f"[a{i}]" for i in range(count))
     chains.append(
@@ -78,6 +150,77 @@ def filter_graph(plan: EncodePlan, *, tonemap_available: bool) -> str:
     return ";".join(chains)
 
 
+def level_idc(level: str) -> str:
+    """H.264 ``level_idc`` of a ladder level ("4.1" → "41", "4" → "40").
+
+    VA-API and QSV take the level as an integer (VA-API's named levels have no "4.0"; QSV has no
+    names at all, and "4.1" would be read as 4).
+    """
+    return str(round(float(level) * 10))
+
+
+def _hardware_inputs(encoder: str, device: str | None) -> list[str]:
+    """Device set-up (global) and decode options (for the source input) of ``encoder``.
+
+    Decoding uses the GPU where it can (ffmpeg falls back to software decoding by itself for
+    codecs the GPU cannot decode) but hands frames back in system memory: auto-rotation,
+    tone-mapping and the 10-bit → 8-bit conversion need them there, and the plan does not say
+    which sources need which.
+    """
+    node = device or DEFAULT_RENDER_NODE
+    if encoder == NVENC:
+        return ["-hwaccel", "cuda"]
+    if encoder == VAAPI:
+        return ["-vaapi_device", node, "-hwaccel", "vaapi"]
+    # QSV on Linux runs on top of VA-API: derive the QSV device from the render node.
+    return [
+        "-init_hw_device", f"vaapi=va:{node}",
+        "-init_hw_device", "qsv=qs@va",
+        "-filter_hw_device", "qs",
+    ]  # fmt: skip
+
+
+def _hardware_video(encoder: str, plan: EncodePlan, tuning: EncoderTuning) -> list[str]:
+    """Codec options of a hardware ``encoder`` (rate control ≈ capped CRF, GOP as software)."""
+    gop = str(plan.gop_frames)
+    args = ["-c:v", encoder]
+    if encoder == NVENC:
+        # Constant quality capped by each rung's -maxrate/-bufsize (-b:v 0: no average target).
+        args += ["-preset", NVENC_PRESETS.get(tuning.preset, "p5"), "-tune", "hq"]
+        args += ["-rc", "vbr", "-cq", str(tuning.crf), "-b:v", "0"]
+    elif encoder == QSV:
+        args += ["-preset", QSV_PRESETS.get(tuning.preset, "medium"), "-look_ahead", "0"]
+    else:
+        args += ["-rc_mode", "VBR"]
+    # No -sc_threshold: in ffmpeg 5.1 it is a private option of libx264 (and the MPEG encoders);
+    # other encoders ignore it with a warning. Scene-cut keyframes are off by -no-scenecut
+    # (NVENC); the forced IDR every GOP keeps segments aligned on every encoder.
+    args += ["-g", gop, "-keyint_min", gop]
+    args += ["-force_key_frames", f"expr:gte(t,n_forced*{GOP_SECONDS})"]
+    if encoder == NVENC:
+        args += ["-forced-idr", "1", "-no-scenecut", "1"]
+    elif encoder == QSV:
+        args += ["-forced_idr", "1", "-idr_interval", "0"]
+    else:
+        args += ["-idr_interval", "0"]
+    return args
+
+
+def _hardware_rung(encoder: str, i: int, spec: RungSpec) -> list[str]:
+    """Per-rung options of a hardware encoder: the same caps, profile and level as software."""
+    args = []
+    if encoder != NVENC:  # VBR with the table's average as target, capped like software
+        args += [f"-b:v:{i}", f"{spec.video_kbps}k"]
+    args += [f"-maxrate:v:{i}", f"{spec.max_kbps}k", f"-bufsize:v:{i}", f"{spec.buffer_kbps}k"]
+    profile = spec.profile
+    if encoder == VAAPI and profile == "baseline":
+        profile = "constrained_baseline"  # the only baseline VA-API offers
+    level = spec.level if encoder == NVENC else level_idc(spec.level)
+    args += [f"-profile:v:{i}", profile, f"-level:v:{i}", level]
+    args += [f"-bf:v:{i}", "0" if spec.profile == "baseline" else str(HW_B_FRAMES)]
+    return args
+
+
 def build_command(
     plan: EncodePlan,
     source: Path,
@@ -85,10 +228,20 @@ def build_command(
     tuning: EncoderTuning,
     *,
     tonemap_available: bool = True,
+    encoder: str = SOFTWARE_ENCODER,
+    device: str | None = None,
 ) -> list[str]:
-    """The full ffmpeg argument list for ``plan`` (pure, tested as data)."""
+    """The full ffmpeg argument list for ``plan`` (pure, tested as data).
+
+    ``encoder`` is libx264 or one of :data:`HARDWARE_ENCODERS`; ``device`` is the DRM render
+    node for VA-API/QSV (default :data:`DEFAULT_RENDER_NODE`; NVENC ignores it).
+    """
+    check_encoder(encoder)
+    hardware = encoder != SOFTWARE_ENCODER
     args = [tuning.ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-nostats"]
     args += ["-progress", "pipe:1", "-filter_complex_threads", str(tuning.filter_threads)]
+    if hardware:
+        args += _hardware_inputs(encoder, device)
     if plan.limit_seconds is not None:
         args += ["-t", f"{plan.limit_seconds:g}"]
     args += ["-i", f"file:{source}"]
@@ -97,23 +250,31 @@ def build_command(
         # -shortest does not stop a -filter_complex graph in ffmpeg 5.1).
         args += ["-f", "lavfi", "-t", f"{plan.duration:.3f}"]
         args += ["-i", "anullsrc=channel_layout=stereo:sample_rate=48000"]
-    args += ["-filter_complex", filter_graph(plan, tonemap_available=tonemap_available)]
+    graph = filter_graph(plan, tonemap_available=tonemap_available, encoder=encoder)
+    args += ["-filter_complex", graph]
     for i in range(len(plan.renditions)):
         args += ["-map", f"[v{i}]", "-map", f"[a{i}]"]
     if plan.limit_seconds is not None:
         args += ["-t", f"{plan.limit_seconds:g}"]
-    gop = str(plan.gop_frames)
-    args += ["-c:v", "libx264", "-preset", tuning.preset, "-crf", str(tuning.crf)]
-    args += ["-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
-    args += ["-force_key_frames", f"expr:gte(t,n_forced*{GOP_SECONDS})", "-pix_fmt", "yuv420p"]
-    if tuning.x264_threads:
-        args += ["-threads:v", str(tuning.x264_threads)]
-    if tuning.rc_lookahead is not None:
-        args += ["-rc-lookahead", str(tuning.rc_lookahead)]
-    for i, rung in enumerate(plan.renditions):
-        spec = rung.spec
-        args += [f"-maxrate:v:{i}", f"{spec.max_kbps}k", f"-bufsize:v:{i}", f"{spec.buffer_kbps}k"]
-        args += [f"-profile:v:{i}", spec.profile, f"-level:v:{i}", spec.level]
+    if hardware:
+        args += _hardware_video(encoder, plan, tuning)
+        for i, rung in enumerate(plan.renditions):
+            args += _hardware_rung(encoder, i, rung.spec)
+    else:
+        gop = str(plan.gop_frames)
+        args += ["-c:v", "libx264", "-preset", tuning.preset, "-crf", str(tuning.crf)]
+        args += ["-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
+        args += ["-force_key_frames", f"expr:gte(t,n_forced*{GOP_SECONDS})"]
+        args += ["-pix_fmt", "yuv420p"]
+        if tuning.x264_threads:
+            args += ["-threads:v", str(tuning.x264_threads)]
+        if tuning.rc_lookahead is not None:
+            args += ["-rc-lookahead", str(tuning.rc_lookahead)]
+        for i, rung in enumerate(plan.renditions):
+            spec = rung.spec
+            args += [f"-maxrate:v:{i}", f"{spec.max_kbps}k"]
+            args += [f"-bufsize:v:{i}", f"{spec.buffer_kbps}k"]
+            args += [f"-profile:v:{i}", spec.profile, f"-level:v:{i}", spec.level]
     args += ["-c:a", "aac", "-ac", "2", "-ar", "48000"]
     for i, rung in enumerate(plan.renditions):
         args += [f"-b:a:{i}", f"{rung.spec.audio_kbps}k"]

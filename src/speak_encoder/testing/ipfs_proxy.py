@@ -7,6 +7,9 @@ Every request is forwarded to ``upstream`` unchanged; the answer is altered by `
 * ``"html"``: every answer is replaced by a 502 HTML error page, as a reverse proxy sends;
 * ``None``: a plain pass-through.
 
+``hold_add`` (seconds, settable while running) makes every ``add`` wait that long before it
+is forwarded: an upload "in the middle" for crash tests.
+
 Request bodies are read whole (test uploads are tiny); answers are forwarded whole.
 """
 
@@ -14,6 +17,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from typing import Any, Self
@@ -36,6 +40,9 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         proxy.requests.append(self.path)
+        if self.path.startswith("/api/v0/add") and proxy.hold_add > 0:
+            proxy.holding.set()
+            time.sleep(proxy.hold_add)
         if proxy.fault == "html":
             self._reply(502, "text/html", HTML_PAGE)
             return
@@ -91,6 +98,8 @@ class KuboFaultProxy:
         self.upstream = upstream.rstrip("/")
         self.fault = fault
         self.requests: list[str] = []
+        self.hold_add = 0.0
+        self.holding = threading.Event()
         self._server = _ProxyServer(self)
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 

@@ -1,0 +1,345 @@
+"""Running one job: the stages in order, each skipped when its checkpoint is still valid.
+
+Checkpoints (``store.save_checkpoint``) and what makes them valid on resume:
+
+========  ==============================================  ===================================
+stage     checkpoint data                                 valid when
+========  ==============================================  ===================================
+fetch     source path, size, sha256, origin               the file is there with that size
+                                                          (downloads: only on the node that
+                                                          made them)
+probe     a summary of the media                          recomputed (ffprobe reads headers)
+plan      the renditions                                  recomputed (a pure function)
+encode    the encoder used                                ``<job>/out/manifest.m3u8`` exists
+                                                          on the node that encoded
+verify    root CID, renditions, local store path          the stored folder exists there
+publish   CID, per-target outcome, renditions             always (the data is on IPFS)
+report    what was reported                               always
+========  ==============================================  ===================================
+
+The first stage without a valid checkpoint runs, and every later checkpoint is dropped (it
+depended on the redone work). A fleet node resuming another node's job therefore restarts at
+fetch unless the job was already published (then only ``report`` runs): work folders and the
+local store are node-local; IPFS is the only shared storage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from speak_encoder.config import Settings
+from speak_encoder.node.activity import Activity
+from speak_encoder.node.models import STAGES, Checkpoint, Job, SourceKind, Stage
+from speak_encoder.node.store import JobStore
+from speak_encoder.pipeline.encode_job import (
+    describe_media,
+    encode_ladder,
+    renditions_of,
+    root_cid,
+    verify_ladder,
+)
+from speak_encoder.pipeline.fetch import FetchProgress, fetch_source
+from speak_encoder.pipeline.ffmpeg import MASTER_NAME, EncodeProgress
+from speak_encoder.pipeline.ladder import load_ladder
+from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
+from speak_encoder.pipeline.probe import MediaInfo, probe
+from speak_encoder.pipeline.source import parse_source
+from speak_encoder.storage.local_store import keep_folder
+from speak_encoder.storage.targets import publish_folder
+
+log = logging.getLogger(__name__)
+
+#: Test-only fault injection: pause this many seconds after the named stage's checkpoint is
+#: written (``SPEAK_ENCODER_TEST_PAUSE_AFTER=fetch``), so a test can kill -9 the node exactly at
+#: a stage boundary. Never set in production.
+PAUSE_AFTER_ENV = "SPEAK_ENCODER_TEST_PAUSE_AFTER"
+PAUSE_SECONDS_ENV = "SPEAK_ENCODER_TEST_PAUSE_SECONDS"
+#: Name of the encoder's output folder inside a job's work folder.
+OUT_DIR_NAME = "out"
+
+
+class JobReporter(Protocol):
+    """Reports a finished job to where it came from (gateway, webhook); returns what it did."""
+
+    async def report(self, job: Job, result: dict[str, Any]) -> dict[str, Any]: ...
+
+
+@dataclass
+class Work:
+    """What the stages hand to each other within one run."""
+
+    source: Path | None = None
+    info: MediaInfo | None = None
+    plan: EncodePlan | None = None
+    out_dir: Path | None = None
+    cid: str | None = None
+    stored: Path | None = None
+    renditions: list[dict[str, Any]] = field(default_factory=list)
+    duration: float = 0.0
+    published: dict[str, Any] | None = None
+    encoder: str | None = None
+
+
+@dataclass
+class JobRun:
+    """Everything one job's stages need."""
+
+    job: Job
+    settings: Settings
+    store: JobStore
+    node: str
+    job_dir: Path
+    activity: Activity
+    reporters: Mapping[SourceKind, JobReporter]
+    work: Work = field(default_factory=Work)
+
+    async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+def job_dir_for(settings: Settings, job_id: str) -> Path:
+    return settings.work_dir / job_id
+
+
+# --- the stages ---------------------------------------------------------------------------
+
+
+async def _fetch(run: JobRun) -> dict[str, Any]:
+    ref = parse_source(run.job.source)
+    started = time.monotonic()
+
+    def progress(p: FetchProgress) -> None:
+        rate = p.done_bytes / max(time.monotonic() - started, 1e-6)
+        fraction = p.done_bytes / p.total_bytes if p.total_bytes else None
+        run.activity.beat(
+            fraction, detail=f"{p.done_bytes / 1e6:.1f} MB", speed=f"{rate / 1e6:.1f} MB/s"
+        )
+
+    fetched = await fetch_source(ref, run.job_dir, run.settings, on_progress=progress)
+    run.work.source = fetched.path
+    return {
+        "path": str(fetched.path),
+        "size": fetched.size,
+        "sha256": fetched.sha256,
+        "origin": fetched.origin,
+        "local_file": ref.kind == "file",
+    }
+
+
+async def _probe(run: JobRun) -> dict[str, Any]:
+    assert run.work.source is not None
+    info = await probe(run.work.source, ffprobe=run.settings.ffprobe_path)
+    run.work.info = info
+    return {"summary": describe_media(info), "duration": info.duration}
+
+
+async def _plan(run: JobRun) -> dict[str, Any]:
+    assert run.work.info is not None
+    options = EncodeOptions(short=run.job.short, rungs=run.job.rungs)
+    plan = plan_encode(run.work.info, options, load_ladder(run.settings.ladder_file))
+    run.work.plan = plan
+    return {
+        "renditions": [[r.name, r.width, r.height] for r in plan.renditions],
+        "fps": str(plan.fps),
+        "segment_seconds": plan.segment_seconds,
+        "duration": plan.duration,
+    }
+
+
+async def _encode(run: JobRun) -> dict[str, Any]:
+    assert run.work.plan is not None and run.work.source is not None
+    out_dir = run.job_dir / OUT_DIR_NAME
+    if out_dir.exists():
+        await asyncio.to_thread(shutil.rmtree, out_dir)  # a partial encode of a dead run
+
+    def progress(p: EncodeProgress) -> None:
+        speed = f"{p.speed:.2f}x" if p.speed else None
+        run.activity.beat(p.fraction, speed=speed, eta_seconds=p.eta_seconds)
+
+    encoder = await encode_ladder(
+        run.work.plan, run.work.source, out_dir, run.settings, on_progress=progress
+    )
+    run.work.out_dir = out_dir
+    run.work.encoder = encoder
+    return {"encoder": encoder}
+
+
+async def _verify(run: JobRun) -> dict[str, Any]:
+    assert run.work.plan is not None and run.work.out_dir is not None
+    validation = await verify_ladder(run.work.out_dir, run.work.plan, run.settings)
+    run.activity.beat(0.5, detail="computing the root CID")
+    cid = await root_cid(run.work.out_dir)
+    stored = await asyncio.to_thread(keep_folder, run.work.out_dir, run.settings, cid=cid)
+    run.work.cid, run.work.stored = cid, stored.path
+    run.work.renditions = [asdict(r) for r in renditions_of(validation)]
+    run.work.duration = run.work.plan.duration
+    return {
+        "cid": cid,
+        "stored": str(stored.path),
+        "renditions": run.work.renditions,
+        "duration": run.work.duration,
+    }
+
+
+async def _publish(run: JobRun) -> dict[str, Any]:
+    assert run.work.cid is not None and run.work.stored is not None
+    published: dict[str, Any] | None = None
+    if run.settings.publish_targets:
+
+        def progress(target: str, done: int, total: int) -> None:
+            run.activity.beat(done / total if total else None, detail=f"uploading to {target}")
+
+        result = await publish_folder(
+            run.work.stored, run.settings, expected_cid=run.work.cid, on_progress=progress
+        )
+        published = result.as_dict()
+    run.work.published = published
+    return {
+        "cid": run.work.cid,
+        "targets": published,
+        "renditions": run.work.renditions,
+        "duration": run.work.duration,
+    }
+
+
+async def _report(run: JobRun) -> dict[str, Any]:
+    reporter = run.reporters.get(run.job.kind)
+    if reporter is None:
+        return {"reported": None}
+    return {"reported": await reporter.report(run.job, result_of(run.work))}
+
+
+STAGE_FUNCTIONS: dict[Stage, Callable[[JobRun], Awaitable[dict[str, Any]]]] = {
+    Stage.FETCH: _fetch,
+    Stage.PROBE: _probe,
+    Stage.PLAN: _plan,
+    Stage.ENCODE: _encode,
+    Stage.VERIFY: _verify,
+    Stage.PUBLISH: _publish,
+    Stage.REPORT: _report,
+}
+
+
+def result_of(work: Work) -> dict[str, Any]:
+    """The job's public result: CID and renditions, never a local path."""
+    return {
+        "cid": work.cid,
+        "manifest": f"ipfs://{work.cid}/{MASTER_NAME}" if work.cid else None,
+        "renditions": work.renditions,
+        "qualities_encoded": [r["name"] for r in work.renditions],
+        "duration": work.duration,
+        "published": work.published,
+    }
+
+
+# --- resuming -----------------------------------------------------------------------------
+
+
+async def _restore(run: JobRun, stage: Stage, checkpoint: Checkpoint) -> bool:
+    """Take a finished stage's outputs back into ``run.work``; False if no longer valid."""
+    data, mine = checkpoint.data, checkpoint.node == run.node
+    if stage is Stage.FETCH:
+        path = Path(str(data.get("path", "")))
+        usable = (mine or bool(data.get("local_file"))) and path.is_file()
+        if not usable or path.stat().st_size != data.get("size"):
+            return False
+        run.work.source = path
+        return True
+    if stage in (Stage.PROBE, Stage.PLAN):
+        await STAGE_FUNCTIONS[stage](run)  # cheap and deterministic: recompute
+        return True
+    if stage is Stage.ENCODE:
+        out_dir = run.job_dir / OUT_DIR_NAME
+        if not (mine and (out_dir / MASTER_NAME).is_file()):
+            return False
+        run.work.out_dir, run.work.encoder = out_dir, str(data.get("encoder"))
+        return True
+    if stage is Stage.VERIFY:
+        stored = Path(str(data.get("stored", "")))
+        if not (mine and (stored / MASTER_NAME).is_file()):
+            return False
+        _restore_result(run.work, data)
+        run.work.stored = stored
+        return True
+    if stage is Stage.PUBLISH:
+        _restore_result(run.work, data)
+        run.work.published = data.get("targets")
+        return True
+    return True  # report: done is done
+
+
+def _restore_result(work: Work, data: dict[str, Any]) -> None:
+    work.cid = str(data["cid"])
+    work.renditions = list(data.get("renditions") or [])
+    work.duration = float(data.get("duration") or 0.0)
+
+
+async def _resume_point(run: JobRun, checkpoints: dict[Stage, Checkpoint]) -> int:
+    """Index of the first stage to run; what it needs is restored into ``run.work``.
+
+    The latest self-contained checkpoint wins: a published job only reports, a verified one
+    (its folder in the local store) only publishes; before that, stages are walked forward
+    because each needs the previous one's outputs (the encode needs the source and the plan).
+    """
+    if Stage.PUBLISH in checkpoints:
+        await _restore(run, Stage.PUBLISH, checkpoints[Stage.PUBLISH])
+        return STAGES.index(Stage.REPORT) + (1 if Stage.REPORT in checkpoints else 0)
+    verified = checkpoints.get(Stage.VERIFY)
+    if verified is not None and await _restore(run, Stage.VERIFY, verified):
+        return STAGES.index(Stage.PUBLISH)
+    for index, stage in enumerate(STAGES[: STAGES.index(Stage.VERIFY)]):
+        checkpoint = checkpoints.get(stage)
+        if checkpoint is None or not await _restore(run, stage, checkpoint):
+            return index
+    return STAGES.index(Stage.VERIFY)
+
+
+def _test_pause(stage: Stage) -> float:
+    if os.environ.get(PAUSE_AFTER_ENV) == stage.value:
+        return float(os.environ.get(PAUSE_SECONDS_ENV, "30"))
+    return 0.0
+
+
+async def run_job(run: JobRun) -> dict[str, Any]:
+    """Run (or resume) every stage of ``run.job``; returns its public result."""
+    await asyncio.to_thread(run.job_dir.mkdir, parents=True, exist_ok=True)
+    checkpoints: dict[Stage, Checkpoint] = await run.db(run.store.checkpoints, run.job.id)
+    start = await _resume_point(run, checkpoints)
+    stale = [s for s in STAGES[start:] if s in checkpoints]
+    if stale:
+        await run.db(run.store.clear_checkpoints, run.job.id, stale)
+    if start:
+        log.info(
+            "job %s resumes at %s",
+            run.job.id,
+            STAGES[start].value if start < len(STAGES) else "end",
+        )
+    for stage in STAGES[start:]:
+        run.activity.enter(stage)
+        await run.db(run.store.set_stage, run.job.id, run.node, stage)
+        data = await STAGE_FUNCTIONS[stage](run)
+        await run.db(run.store.save_checkpoint, run.job.id, stage, data, node=run.node)
+        run.activity.beat(1.0)
+        pause = _test_pause(stage)
+        if pause:
+            log.warning("test hook: pausing %.0f s after %s", pause, stage.value)
+            await asyncio.sleep(pause)
+    return result_of(run.work)
+
+
+__all__ = [
+    "JobReporter",
+    "JobRun",
+    "Work",
+    "job_dir_for",
+    "result_of",
+    "run_job",
+]

@@ -1,0 +1,175 @@
+"""The job store's tables and its versioned migrations (SQLAlchemy Core, SQLite and PostgreSQL).
+
+Times are epoch seconds (UTC, double precision). JSON values are TEXT written with
+``json.dumps(sort_keys=True)`` so both databases store and compare them the same way.
+
+``jobs``  — one row per job, every field of :class:`~speak_encoder.node.models.Job`
+    ``id`` (32 hex, primary key), ``kind``, ``source``, ``short``, ``rungs`` (JSON list or
+    NULL), ``priority``, ``request`` (JSON), ``external_id``, ``dedup_key``, ``size_hint``,
+    ``state``, ``stage``, ``attempts``, ``progress`` (JSON ``{stage: 0..1}``), ``error``,
+    ``error_kind``, ``result`` (JSON or NULL), ``created_at``, ``updated_at``, ``started_at``,
+    ``finished_at``, ``next_attempt_at``, ``lease_owner``, ``lease_expires_at``,
+    ``cancel_requested``.
+    Indexes: ``ix_jobs_claimable`` (priority, created_at) over active jobs — the claim;
+    ``ux_jobs_dedup_active`` UNIQUE (dedup_key) over active jobs — at most one active job per
+    dedup key, whatever races; ``ix_jobs_dedup`` (dedup_key) — the "recently complete" check;
+    ``ix_jobs_finished`` (state, finished_at) — pruning; ``ix_jobs_created`` — listing.
+
+``checkpoints`` — what a finished stage left behind; primary key (job_id, stage)
+    ``job_id`` (→ jobs.id, ON DELETE CASCADE), ``stage``, ``data`` (JSON), ``node``,
+    ``created_at``.
+
+``outbox`` — reports to deliver at least once
+    ``id`` (integer key), ``job_id`` (no foreign key: a pending report outlives a pruned
+    job), ``kind``, ``target``, ``payload`` (JSON), ``headers`` (JSON), ``idempotency_key``
+    (UNIQUE), ``attempts`` (failed deliveries), ``next_attempt_at``, ``state``
+    (pending | delivered | given_up), ``last_error``, ``created_at``, ``updated_at``.
+
+``schema_version`` — one row per applied migration: ``version``, ``description``,
+    ``applied_at``.
+
+Migrations are ``(version, description, apply)`` applied in order, each in its own
+transaction together with its ``schema_version`` row. Version 1 creates everything above. A
+later migration that changes a table must freeze the version-1 shape inside
+``_create_v1`` (copy the old ``Table`` definitions there) before changing the live ones here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Connection,
+    Double,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+)
+
+from speak_encoder.node.models import JobState
+
+ACTIVE_STATES: tuple[str, ...] = tuple(s.value for s in JobState if s.active)
+FINISHED_STATES: tuple[str, ...] = tuple(s.value for s in JobState if s.finished)
+
+OUTBOX_PENDING = "pending"
+OUTBOX_DELIVERED = "delivered"
+OUTBOX_GIVEN_UP = "given_up"
+OUTBOX_STATES: tuple[str, ...] = (OUTBOX_PENDING, OUTBOX_DELIVERED, OUTBOX_GIVEN_UP)
+
+metadata = MetaData()
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("source", Text, nullable=False),
+    Column("short", Boolean, nullable=False, default=False),
+    Column("rungs", Text),
+    Column("priority", Integer, nullable=False, default=0),
+    Column("request", Text, nullable=False, default="{}"),
+    Column("external_id", Text),
+    Column("dedup_key", Text),
+    Column("size_hint", BigInteger),
+    Column("state", String(16), nullable=False),
+    Column("stage", String(16)),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("progress", Text, nullable=False, default="{}"),
+    Column("error", Text),
+    Column("error_kind", String(64)),
+    Column("result", Text),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+    Column("started_at", Double),
+    Column("finished_at", Double),
+    Column("next_attempt_at", Double),
+    Column("lease_owner", Text),
+    Column("lease_expires_at", Double),
+    Column("cancel_requested", Boolean, nullable=False, default=False),
+)
+
+_active = jobs.c.state.in_(ACTIVE_STATES)
+Index(
+    "ix_jobs_claimable",
+    jobs.c.priority,
+    jobs.c.created_at,
+    sqlite_where=_active,
+    postgresql_where=_active,
+)
+Index(
+    "ux_jobs_dedup_active",
+    jobs.c.dedup_key,
+    unique=True,
+    sqlite_where=_active,
+    postgresql_where=_active,
+)
+Index("ix_jobs_dedup", jobs.c.dedup_key)
+Index("ix_jobs_finished", jobs.c.state, jobs.c.finished_at)
+Index("ix_jobs_created", jobs.c.created_at)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("job_id", String(32), ForeignKey("jobs.id", ondelete="CASCADE"), nullable=False),
+    Column("stage", String(16), nullable=False),
+    Column("data", Text, nullable=False),
+    Column("node", Text, nullable=False),
+    Column("created_at", Double, nullable=False),
+    PrimaryKeyConstraint("job_id", "stage", name="pk_checkpoints"),
+)
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("job_id", String(32)),
+    Column("kind", String(64), nullable=False),
+    Column("target", Text, nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("headers", Text, nullable=False),
+    Column("idempotency_key", Text, nullable=False),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Double, nullable=False),
+    Column("state", String(16), nullable=False),
+    Column("last_error", Text),
+    Column("created_at", Double, nullable=False),
+    Column("updated_at", Double, nullable=False),
+)
+Index("ux_outbox_idempotency", outbox.c.idempotency_key, unique=True)
+Index("ix_outbox_due", outbox.c.state, outbox.c.next_attempt_at)
+Index("ix_outbox_job", outbox.c.job_id)
+
+schema_version = Table(
+    "schema_version",
+    metadata,
+    Column("version", Integer, primary_key=True, autoincrement=False),
+    Column("description", Text, nullable=False),
+    Column("applied_at", Double, nullable=False),
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    version: int
+    description: str
+    apply: Callable[[Connection], None]
+
+
+def _create_v1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[jobs, checkpoints, outbox], checkfirst=True)
+
+
+#: Every migration, in order. Append only; never edit one that has shipped.
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "jobs, checkpoints, outbox", _create_v1),)
+
+#: The schema version this code writes and reads.
+SCHEMA_VERSION = MIGRATIONS[-1].version

@@ -1,0 +1,152 @@
+"""`speak-encoder run`: the long-running node service and its lifespan.
+
+Start: open the store (migrations), take back this node's jobs a crash left ``running``,
+remove work folders of unknown or finished jobs. Then run, each as a task owned here: the
+scheduler (with its watchdog), the memory/disk monitor, the pending-pin retrier and the
+history pruner. SIGTERM/SIGINT: stop intake, give running jobs ``SHUTDOWN_GRACE`` seconds,
+requeue the rest with their checkpoints, exit 0. A second signal cancels at once (jobs are
+requeued; even a kill -9 leaves a consistent store: the next start resumes them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import shutil
+import signal
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
+
+from speak_encoder.config import Settings
+from speak_encoder.node.models import SourceKind, is_job_id
+from speak_encoder.node.monitor import Monitor
+from speak_encoder.node.runner import JobReporter
+from speak_encoder.node.scheduler import Scheduler
+from speak_encoder.node.store import JobStore
+
+log = logging.getLogger(__name__)
+
+#: Seconds between two passes over the pending-pin queue and two history prunes.
+PIN_RETRY_INTERVAL_S = 60.0
+PRUNE_INTERVAL_S = 3600.0
+
+
+def clean_work_dir(work_dir: Path, keep: set[str]) -> list[str]:
+    """Remove work folders that belong to no active job (crashes, finished jobs)."""
+    removed: list[str] = []
+    if not work_dir.is_dir():
+        return removed
+    for entry in work_dir.iterdir():
+        if entry.name in keep and is_job_id(entry.name):
+            continue
+        if entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink(missing_ok=True)
+        removed.append(entry.name)
+    return removed
+
+
+async def _every(interval: float, action: Callable[[], Awaitable[object]], what: str) -> None:
+    while True:
+        await asyncio.sleep(interval)
+        try:
+            await action()
+        except Exception:
+            log.exception("%s failed (will try again)", what)
+
+
+class Service:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        reporters: Mapping[SourceKind, JobReporter] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.node = settings.node_name
+        self.store = JobStore.from_settings(settings)
+        self.scheduler = Scheduler(settings, self.store, node=self.node, reporters=reporters)
+        self.monitor = Monitor(
+            work_dir=settings.work_dir,
+            warn_mb=settings.memory_warn_mb,
+            critical_mb=settings.memory_critical_mb,
+            disk_reserve_mb=settings.disk_reserve_mb,
+            log_interval=settings.memory_log_interval,
+            pause=self.scheduler.pause,
+            resume=self.scheduler.resume,
+            pruners=[self.scheduler.results.prune],
+        )
+        self.started_at = time.time()
+        self.stop = asyncio.Event()
+        self._signals = 0
+
+    def startup(self) -> None:
+        version = self.store.migrate()
+        recovered = self.store.recover(self.node)
+        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        removed = clean_work_dir(self.settings.work_dir, self.store.active_ids())
+        log.info(
+            "node %s ready: store schema v%d, %d job(s) resumed after a crash, %d stale work "
+            "folder(s) removed",
+            self.node, version, len(recovered), len(removed),
+        )  # fmt: skip
+
+    def _on_signal(self, signum: int) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            log.info(
+                "%s: stopping intake; running jobs get %.0f s (signal again to stop now)",
+                signal.Signals(signum).name, self.settings.shutdown_grace,
+            )  # fmt: skip
+            self.stop.set()
+        else:
+            log.warning("second signal: cancelling running jobs now (they will resume)")
+            self.scheduler.cancel_all_now()
+
+    async def _retry_pins(self) -> None:
+        if not self.settings.publish_targets:
+            return
+        from speak_encoder.storage.targets import retry_pending
+
+        summary = await retry_pending(self.settings)
+        if summary.attempted:
+            log.info(
+                "📌 pending pins: %d pinned, %d still failing, %d given up",
+                len(summary.done), len(summary.failed), len(summary.expired),
+            )  # fmt: skip
+
+    async def _prune(self) -> None:
+        older = time.time() - self.settings.history_days * 86400
+        removed = await asyncio.to_thread(self.store.prune, older_than=older)
+        if removed:
+            log.info("🗑️ pruned %d finished job(s) older than %g days", removed,
+                     self.settings.history_days)  # fmt: skip
+
+    async def serve(self) -> int:
+        await asyncio.to_thread(self.startup)
+        await asyncio.to_thread(self.monitor.check)  # guards apply before the first claim
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        helpers = [
+            asyncio.create_task(self.monitor.run(), name="monitor"),
+            asyncio.create_task(_every(PIN_RETRY_INTERVAL_S, self._retry_pins, "pin retry")),
+            asyncio.create_task(_every(PRUNE_INTERVAL_S, self._prune, "history prune")),
+        ]
+        try:
+            await self._prune()
+            await self.scheduler.run(self.stop)
+        finally:
+            for task in helpers:
+                task.cancel()
+            for task in helpers:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+            self.store.close()
+        log.info("node %s stopped", self.node)
+        return 0

@@ -1,0 +1,630 @@
+"""Hardware H.264 encoders (encoding.md §8): detection, its cache, and a per-job fallback.
+
+libx264 is the reference and always available. NVENC, QSV and VA-API (best first) are used when
+
+1. the ffmpeg build lists the encoder (``ffmpeg -encoders``),
+2. the device exists (an NVIDIA ``/dev/nvidiaN`` for NVENC, a DRM render node
+   ``/dev/dri/renderD*`` for VA-API and QSV), and
+3. a short real encode of a generated clip **through the production command builder**
+   (:func:`~speak_encoder.pipeline.ffmpeg.build_command` on a real plan of that clip: same
+   upload, per-rung scaler, GOP, rate caps and HLS muxer) succeeds and the result passes the
+   same validity checks as a job's output.
+
+The result is cached in ``<cache_dir>/hardware.json``, keyed by the ffmpeg build (its
+``-version`` text) and the device list; it is detected again when either changes or on
+``redetect=True``. The same file remembers failures during jobs: a hardware encoder that fails
+:data:`DEFAULT_BROKEN_AFTER` jobs in a row (jobs that libx264 then encoded fine, so the source
+is not to blame) is marked broken and not tried again until the next detection::
+
+    detect() ──► HardwareReport (working encoders) ──► encode_with_fallback(job)
+                        ▲                                 │ hardware fails?
+                        │ redetect / new ffmpeg / devices │   wipe out_dir, libx264 for this
+                        └──── hardware.json ◄─────────────┘   job, count it (N in a row: broken)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import dataclasses
+import hashlib
+import json
+import logging
+import os
+import re
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from speak_encoder.errors import (
+    ConfigError,
+    EncodeError,
+    OutputInvalid,
+    ResourceError,
+    SpeakEncoderError,
+)
+from speak_encoder.pipeline.ffmpeg import (
+    DEFAULT_RENDER_NODE,
+    HARDWARE_ENCODERS,
+    NVENC,
+    SOFTWARE_ENCODER,
+    EncodeProgress,
+    EncoderTuning,
+    build_command,
+    run_ffmpeg,
+)
+from speak_encoder.pipeline.hls import write_master_playlist
+from speak_encoder.pipeline.ladder import Ladder, load_ladder
+from speak_encoder.pipeline.plan import GOP_SECONDS, EncodeOptions, EncodePlan, plan_encode
+from speak_encoder.pipeline.probe import probe
+from speak_encoder.pipeline.verify import format_report, validate_folder
+from speak_encoder.proc import run_capture
+
+log = logging.getLogger(__name__)
+
+#: File (inside the cache directory, e.g. DATA_DIR) holding detection and failure memory.
+CACHE_NAME = "hardware.json"
+#: Bumped when the file's layout changes (an older file is simply detected again).
+CACHE_FORMAT = 1
+#: Consecutive failed jobs after which a hardware encoder is marked broken (config candidate
+#: ``HW_BROKEN_AFTER``).
+DEFAULT_BROKEN_AFTER = 3
+#: Seconds one detection test encode may take (a 4 s clip; the first CUDA/VA-API start-up
+#: alone can take seconds). Jobs have no such limit: same budget as libx264.
+DETECT_TIMEOUT_S = 60.0
+#: Seconds for ``ffmpeg -version`` / ``-encoders``.
+QUERY_TIMEOUT_S = 30.0
+#: The generated test clip: big enough for two rungs (720p, 480p) so the split and two scalers
+#: run, long enough for two segments so a forced keyframe at a segment start is checked too.
+TEST_CLIP_SIZE = "1280x720"
+TEST_CLIP_FPS = 30
+TEST_CLIP_SECONDS = 4
+#: Where devices are looked for (parameters of :func:`scan_devices`, for tests).
+DEV_ROOT = Path("/dev")
+NVIDIA_VERSION_FILE = Path("/proc/driver/nvidia/version")
+
+#: Hardware encodes that failed and were redone with libx264, per encoder (for metrics).
+FALLBACKS: collections.Counter[str] = collections.Counter()
+
+_RENDER_NODE = re.compile(r"^renderD\d+$")
+_NVIDIA_NODE = re.compile(r"^nvidia\d+$")
+_STATE_LOCK = threading.Lock()
+
+
+# --- devices ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceScan:
+    """The GPU devices of this machine (part of the cache key)."""
+
+    render_nodes: tuple[str, ...] = ()  # /dev/dri/renderD128 …
+    nvidia_devices: tuple[str, ...] = ()  # /dev/nvidia0 …
+    nvidia_driver: str = ""  # first line of /proc/driver/nvidia/version
+
+    @property
+    def nvidia(self) -> bool:
+        return bool(self.nvidia_devices)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "render_nodes": list(self.render_nodes),
+            "nvidia_devices": list(self.nvidia_devices),
+            "nvidia_driver": self.nvidia_driver,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> DeviceScan:
+        return cls(
+            render_nodes=tuple(str(n) for n in doc.get("render_nodes", [])),
+            nvidia_devices=tuple(str(n) for n in doc.get("nvidia_devices", [])),
+            nvidia_driver=str(doc.get("nvidia_driver", "")),
+        )
+
+
+def scan_devices(
+    dev_root: Path = DEV_ROOT, nvidia_version_file: Path = NVIDIA_VERSION_FILE
+) -> DeviceScan:
+    """Render nodes and NVIDIA devices present (and the NVIDIA driver version, if loaded)."""
+
+    def names(folder: Path, pattern: re.Pattern[str]) -> tuple[str, ...]:
+        try:
+            found = [p for p in folder.iterdir() if pattern.match(p.name)]
+        except OSError:
+            return ()
+        return tuple(str(p) for p in sorted(found, key=lambda p: (len(p.name), p.name)))
+
+    driver = ""
+    with contextlib.suppress(OSError, UnicodeDecodeError):
+        driver = nvidia_version_file.read_text("utf-8").strip().splitlines()[0].strip()
+    return DeviceScan(
+        render_nodes=names(dev_root / "dri", _RENDER_NODE),
+        nvidia_devices=names(dev_root, _NVIDIA_NODE),
+        nvidia_driver=driver,
+    )
+
+
+def needs_device(encoder: str, devices: DeviceScan, render_node: str | None) -> str | None:
+    """Why ``encoder`` cannot run on ``devices`` (None = its device is there)."""
+    if encoder == NVENC:
+        return None if devices.nvidia else "no NVIDIA device (/dev/nvidia0)"
+    node = render_node or DEFAULT_RENDER_NODE
+    return None if node in devices.render_nodes else f"no render node {node}"
+
+
+# --- the report -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class HardwareReport:
+    """What detection found (and, as read from the cache, what jobs have broken since)."""
+
+    ffmpeg_version: str
+    fingerprint: str  # sha256 of `ffmpeg -version`: the build, not just its number
+    devices: DeviceScan
+    render_node: str | None  # VA-API/QSV device asked for (None = DEFAULT_RENDER_NODE)
+    listed: tuple[str, ...]  # hardware encoders the build has
+    candidates: tuple[str, ...]  # … whose device exists
+    working: tuple[str, ...]  # … whose test encode passed, best first
+    detect_failures: Mapping[str, str] = field(default_factory=dict)  # encoder → why
+    job_failures: Mapping[str, int] = field(default_factory=dict)  # consecutive failed jobs
+    broken: Mapping[str, str] = field(default_factory=dict)  # encoder → last failure
+    detected_at: float = 0.0
+    from_cache: bool = False
+
+    @property
+    def device(self) -> str:
+        """The render node VA-API/QSV encodes use."""
+        return self.render_node or DEFAULT_RENDER_NODE
+
+    @property
+    def usable(self) -> tuple[str, ...]:
+        """Working and not broken, best first."""
+        return tuple(e for e in self.working if e not in self.broken)
+
+    @property
+    def best(self) -> str:
+        """The encoder a job tries first."""
+        return self.usable[0] if self.usable else SOFTWARE_ENCODER
+
+    def summary(self) -> str:
+        """One human-readable line (for logs and ``doctor``)."""
+        parts = [f"ffmpeg {self.ffmpeg_version}"]
+        if not self.listed:
+            parts.append("no hardware encoder in this build")
+        for encoder in self.listed:
+            if encoder in self.broken:
+                state = f"broken ({self.broken[encoder]})"
+            elif encoder in self.working:
+                state = "working"
+            elif encoder in self.detect_failures:
+                state = f"not usable ({self.detect_failures[encoder]})"
+            else:
+                state = "not tested"
+            parts.append(f"{encoder}: {state}")
+        parts.append(f"jobs use {self.best}")
+        return "; ".join(parts)
+
+    def key(self) -> dict[str, Any]:
+        """What the cache is valid for."""
+        return {
+            "format": CACHE_FORMAT,
+            "fingerprint": self.fingerprint,
+            "devices": self.devices.to_json(),
+            "render_node": self.render_node,
+        }
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            **self.key(),
+            "ffmpeg_version": self.ffmpeg_version,
+            "listed": list(self.listed),
+            "candidates": list(self.candidates),
+            "working": list(self.working),
+            "detect_failures": dict(self.detect_failures),
+            "job_failures": dict(self.job_failures),
+            "broken": dict(self.broken),
+            "detected_at": self.detected_at,
+        }
+
+    @classmethod
+    def from_json(cls, doc: Mapping[str, Any]) -> HardwareReport:
+        def encoders(name: str) -> tuple[str, ...]:
+            return tuple(e for e in doc.get(name, []) if e in HARDWARE_ENCODERS)
+
+        return cls(
+            ffmpeg_version=str(doc["ffmpeg_version"]),
+            fingerprint=str(doc["fingerprint"]),
+            devices=DeviceScan.from_json(doc["devices"]),
+            render_node=doc.get("render_node"),
+            listed=encoders("listed"),
+            candidates=encoders("candidates"),
+            working=encoders("working"),
+            detect_failures={str(k): str(v) for k, v in doc.get("detect_failures", {}).items()},
+            job_failures={str(k): int(v) for k, v in doc.get("job_failures", {}).items()},
+            broken={str(k): str(v) for k, v in doc.get("broken", {}).items()},
+            detected_at=float(doc.get("detected_at", 0.0)),
+            from_cache=True,
+        )
+
+
+# --- the cache file ---------------------------------------------------------------------
+
+
+def cache_path(cache_dir: Path) -> Path:
+    return cache_dir / CACHE_NAME
+
+
+def load_cached(cache_dir: Path) -> HardwareReport | None:
+    """The cached report, or None (missing, unreadable or from another layout)."""
+    try:
+        doc = json.loads(cache_path(cache_dir).read_text("utf-8"))
+        if not isinstance(doc, dict) or doc.get("format") != CACHE_FORMAT:
+            return None
+        return HardwareReport.from_json(doc)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+def _save(cache_dir: Path, report: HardwareReport) -> None:
+    """Write the cache atomically (a crash never leaves half a file)."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=cache_dir, prefix=f".{CACHE_NAME}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(report.to_json(), handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        os.replace(tmp, cache_path(cache_dir))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _save_quietly(cache_dir: Path, report: HardwareReport) -> None:
+    try:
+        _save(cache_dir, report)
+    except OSError as exc:
+        log.warning(
+            "cannot write %s (%s): hardware detection and failures are not remembered",
+            cache_path(cache_dir),
+            exc.strerror or exc,
+        )
+
+
+def current(report: HardwareReport, cache_dir: Path) -> HardwareReport:
+    """``report`` with the failure memory the cache holds now (other jobs may have added)."""
+    cached = load_cached(cache_dir)
+    if cached is not None and cached.key() == report.key():
+        return dataclasses.replace(report, job_failures=cached.job_failures, broken=cached.broken)
+    return report
+
+
+def _update(
+    report: HardwareReport, cache_dir: Path, change: Callable[[HardwareReport], HardwareReport]
+) -> HardwareReport:
+    with _STATE_LOCK:
+        updated = change(current(report, cache_dir))
+        _save_quietly(cache_dir, updated)
+        return updated
+
+
+def record_failure(
+    report: HardwareReport,
+    cache_dir: Path,
+    encoder: str,
+    reason: str,
+    *,
+    broken_after: int = DEFAULT_BROKEN_AFTER,
+) -> HardwareReport:
+    """Count a failed job of ``encoder``; the ``broken_after``-th in a row marks it broken."""
+
+    def change(state: HardwareReport) -> HardwareReport:
+        failures = dict(state.job_failures)
+        failures[encoder] = failures.get(encoder, 0) + 1
+        broken = dict(state.broken)
+        if failures[encoder] >= broken_after and encoder not in broken:
+            broken[encoder] = reason[:300]
+            log.warning(
+                "hardware encoder %s failed %d jobs in a row and is marked broken: jobs use "
+                "libx264 until hardware is detected again (last error: %s)",
+                encoder,
+                failures[encoder],
+                reason,
+            )
+        return dataclasses.replace(state, job_failures=failures, broken=broken)
+
+    return _update(report, cache_dir, change)
+
+
+def record_success(report: HardwareReport, cache_dir: Path, encoder: str) -> HardwareReport:
+    """A job of ``encoder`` worked: its run of failures starts again from zero."""
+    if not current(report, cache_dir).job_failures.get(encoder):
+        return report
+
+    def change(state: HardwareReport) -> HardwareReport:
+        failures = {k: v for k, v in state.job_failures.items() if k != encoder}
+        return dataclasses.replace(state, job_failures=failures)
+
+    return _update(report, cache_dir, change)
+
+
+# --- detection --------------------------------------------------------------------------
+
+
+async def _query(ffmpeg: str, flag: str) -> str:
+    try:
+        done = await run_capture([ffmpeg, "-hide_banner", flag], timeout=QUERY_TIMEOUT_S)
+    except TimeoutError:
+        raise ConfigError(
+            f"{ffmpeg!r} {flag} did not answer within {QUERY_TIMEOUT_S:.0f} s"
+        ) from None
+    if done.returncode != 0:
+        raise ConfigError(f"{ffmpeg!r} {flag} failed (exit code {done.returncode})")
+    return done.stdout.decode("utf-8", "replace")
+
+
+def parse_version(text: str) -> str:
+    match = re.search(r"ffmpeg version (\S+)", text)
+    return match.group(1) if match else "unknown"
+
+
+def parse_encoders(text: str) -> tuple[str, ...]:
+    """The hardware H.264 encoders an ``ffmpeg -encoders`` listing has, best first."""
+    names = set()
+    for line in text.splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].startswith("V"):
+            names.add(parts[1])
+    return tuple(e for e in HARDWARE_ENCODERS if e in names)
+
+
+async def _make_clip(ffmpeg: str, path: Path, timeout: float) -> None:
+    argv = [
+        ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y",
+        "-f", "lavfi", "-i",
+        f"testsrc2=size={TEST_CLIP_SIZE}:rate={TEST_CLIP_FPS}:duration={TEST_CLIP_SECONDS}",
+        "-f", "lavfi", "-i", f"sine=frequency=440:sample_rate=48000:duration={TEST_CLIP_SECONDS}",
+        "-c:v", "libx264", "-preset", "ultrafast", "-pix_fmt", "yuv420p",
+        "-c:a", "aac", "-b:a", "96k", "-f", "mp4", f"file:{path}",
+    ]  # fmt: skip
+    try:
+        done = await run_capture(argv, timeout=timeout)
+    except TimeoutError:
+        raise EncodeError("generating the test clip timed out") from None
+    if done.returncode != 0:
+        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
+        raise EncodeError(f"generating the test clip failed: {' '.join(tail) or 'no output'}")
+
+
+async def clip_and_plan(
+    ffmpeg: str, ffprobe: str, folder: Path, ladder: Ladder, timeout: float
+) -> tuple[Path, EncodePlan]:
+    """A generated clip and the plan production makes of it.
+
+    The one change: segments of one GOP (2 s instead of 6 s), so the 4 s test covers a segment
+    boundary and the check that every segment starts with an IDR frame means something.
+    """
+    clip = folder / "clip.mp4"
+    await _make_clip(ffmpeg, clip, timeout)
+    info = await probe(clip, ffprobe=ffprobe)
+    plan = plan_encode(info, EncodeOptions(), ladder)
+    return clip, dataclasses.replace(plan, segment_seconds=GOP_SECONDS)
+
+
+async def try_encoder(
+    encoder: str,
+    clip: Path,
+    plan: EncodePlan,
+    out_dir: Path,
+    tuning: EncoderTuning,
+    *,
+    ffprobe: str,
+    render_node: str | None,
+    timeout: float,
+) -> str | None:
+    """Encode ``clip`` with ``encoder`` as a job would and validate it (None = it works)."""
+    argv = build_command(plan, clip, out_dir, tuning, encoder=encoder, device=render_node)
+    try:
+        await asyncio.wait_for(run_ffmpeg(argv, duration=plan.duration), timeout)
+        await write_master_playlist(out_dir, ffprobe=ffprobe)
+        report = await validate_folder(out_dir, expected_duration=plan.duration, ffprobe=ffprobe)
+    except TimeoutError:
+        return f"the test encode did not finish within {timeout:g} s"
+    except SpeakEncoderError as exc:
+        return exc.message
+    if not report.ok:
+        return "the test output fails the HLS checks: " + format_report(report).replace("\n", " ")
+    return None
+
+
+async def detect(
+    ffmpeg: str,
+    cache_dir: Path,
+    *,
+    redetect: bool = False,
+    devices: DeviceScan | None = None,
+    ffprobe: str = "ffprobe",
+    render_node: str | None = None,
+    tuning: EncoderTuning | None = None,
+    ladder: Ladder | None = None,
+    timeout: float = DETECT_TIMEOUT_S,
+) -> HardwareReport:
+    """Which hardware encoders work here: from the cache when ffmpeg and devices are unchanged.
+
+    ``devices`` None scans this machine; ``render_node`` is the VA-API/QSV device (None =
+    :data:`~speak_encoder.pipeline.ffmpeg.DEFAULT_RENDER_NODE`); ``tuning`` gives the preset/
+    CRF of the test encode (its ``ffmpeg`` is replaced by ``ffmpeg``). Raises
+    :class:`ConfigError` only when ffmpeg itself cannot be run.
+    """
+    version_text = await _query(ffmpeg, "-version")
+    scan = devices if devices is not None else await asyncio.to_thread(scan_devices)
+    fingerprint = hashlib.sha256(version_text.encode()).hexdigest()
+    report = HardwareReport(
+        ffmpeg_version=parse_version(version_text),
+        fingerprint=fingerprint,
+        devices=scan,
+        render_node=render_node,
+        listed=(),
+        candidates=(),
+        working=(),
+    )
+    cached = None if redetect else load_cached(cache_dir)
+    if cached is not None and cached.key() == report.key():
+        log.debug("hardware encoders (cached): %s", cached.summary())
+        return cached
+
+    listed = parse_encoders(await _query(ffmpeg, "-encoders"))
+    failures: dict[str, str] = {}
+    candidates = []
+    for encoder in listed:
+        missing = needs_device(encoder, scan, render_node)
+        if missing is None:
+            candidates.append(encoder)
+        else:
+            failures[encoder] = missing
+    working = []
+    if candidates:
+        base = dataclasses.replace(tuning or EncoderTuning(), ffmpeg=ffmpeg)
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".hardware-test-") as tmp:
+            folder = Path(tmp)
+            try:
+                clip, plan = await clip_and_plan(
+                    ffmpeg, ffprobe, folder, ladder or load_ladder(), timeout
+                )
+            except SpeakEncoderError as exc:
+                failures.update((e, f"no test clip: {exc.message}") for e in candidates)
+            else:
+                for encoder in candidates:
+                    why = await try_encoder(
+                        encoder, clip, plan, folder / encoder, base,
+                        ffprobe=ffprobe, render_node=render_node, timeout=timeout,
+                    )  # fmt: skip
+                    if why is None:
+                        working.append(encoder)
+                    else:
+                        failures[encoder] = why
+    report = dataclasses.replace(
+        report,
+        listed=listed,
+        candidates=tuple(candidates),
+        working=tuple(working),
+        detect_failures=failures,
+        detected_at=time.time(),
+    )
+    for encoder in candidates:
+        if encoder in failures:
+            log.warning("hardware encoder %s is not used: %s", encoder, failures[encoder])
+    log.info("hardware encoders detected: %s", report.summary())
+    await asyncio.to_thread(_save_quietly, cache_dir, report)
+    return report
+
+
+# --- per job ----------------------------------------------------------------------------
+
+
+def choose_encoder(
+    hardware: HardwareReport | None, *, hardware_enabled: bool, cache_dir: Path
+) -> str:
+    """The encoder a job tries first: the best working, unbroken hardware one, else libx264."""
+    if not hardware_enabled or hardware is None:
+        return SOFTWARE_ENCODER
+    return current(hardware, cache_dir).best
+
+
+async def encode_with_fallback(
+    plan: EncodePlan,
+    source: Path,
+    out_dir: Path,
+    tuning: EncoderTuning,
+    *,
+    hardware: HardwareReport | None,
+    hardware_enabled: bool,
+    cache_dir: Path,
+    on_progress: Callable[[EncodeProgress], None] | None = None,
+    tonemap_available: bool = True,
+    broken_after: int = DEFAULT_BROKEN_AFTER,
+    verify: Callable[[Path], Awaitable[None]] | None = None,
+) -> str:
+    """Encode ``plan`` into ``out_dir``; returns the encoder that produced it.
+
+    Tries the best usable hardware encoder; if ffmpeg fails with it (:class:`EncodeError`,
+    :class:`ResourceError`) or ``verify(out_dir)`` rejects its output (:class:`OutputInvalid`),
+    ``out_dir`` is wiped and the job is encoded again with libx264. The hardware failure is
+    counted only when libx264 then succeeds (else the source is to blame and libx264's error is
+    raised). No time limit of its own: hardware gets the software budget.
+    """
+    encoder = await asyncio.to_thread(
+        choose_encoder, hardware, hardware_enabled=hardware_enabled, cache_dir=cache_dir
+    )
+    if hardware is None or encoder == SOFTWARE_ENCODER:
+        await _run(plan, source, out_dir, tuning, SOFTWARE_ENCODER, None, on_progress,
+                   tonemap_available, verify)  # fmt: skip
+        return SOFTWARE_ENCODER
+    try:
+        await _run(plan, source, out_dir, tuning, encoder, hardware.device, on_progress,
+                   tonemap_available, verify)  # fmt: skip
+    except (EncodeError, ResourceError, OutputInvalid) as exc:
+        failure = exc
+    else:
+        await asyncio.to_thread(record_success, hardware, cache_dir, encoder)
+        return encoder
+    FALLBACKS[encoder] += 1
+    log.warning("%s failed on this job, encoding it again with libx264: %s", encoder, failure)
+    await asyncio.to_thread(shutil.rmtree, out_dir, True)
+    try:
+        await _run(plan, source, out_dir, tuning, SOFTWARE_ENCODER, None, on_progress,
+                   tonemap_available, verify)  # fmt: skip
+    except SpeakEncoderError:
+        log.info("libx264 failed too: the source is at fault, %s's failure is not counted", encoder)
+        raise
+    await asyncio.to_thread(
+        record_failure, hardware, cache_dir, encoder, failure.message, broken_after=broken_after
+    )
+    return SOFTWARE_ENCODER
+
+
+async def _run(
+    plan: EncodePlan,
+    source: Path,
+    out_dir: Path,
+    tuning: EncoderTuning,
+    encoder: str,
+    device: str | None,
+    on_progress: Callable[[EncodeProgress], None] | None,
+    tonemap_available: bool,
+    verify: Callable[[Path], Awaitable[None]] | None,
+) -> None:
+    argv = build_command(
+        plan, source, out_dir, tuning,
+        tonemap_available=tonemap_available, encoder=encoder, device=device,
+    )  # fmt: skip
+    log.debug("ffmpeg command (%s): %s", encoder, argv)
+    await run_ffmpeg(argv, duration=plan.duration, on_progress=on_progress)
+    if verify is not None:
+        await verify(out_dir)
+
+
+__all__ = [
+    "CACHE_NAME",
+    "DEFAULT_BROKEN_AFTER",
+    "DETECT_TIMEOUT_S",
+    "FALLBACKS",
+    "DeviceScan",
+    "HardwareReport",
+    "choose_encoder",
+    "current",
+    "detect",
+    "encode_with_fallback",
+    "load_cached",
+    "record_failure",
+    "record_success",
+    "scan_devices",
+]
