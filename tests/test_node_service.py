@@ -12,11 +12,14 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
 from speak_encoder.node.models import JobState, Stage
 from speak_encoder.testing.http_faults import BytesPayload, FaultServer
+from speak_encoder.testing.ipfs_node import JsIpfsNode
+from speak_encoder.testing.ipfs_proxy import KuboFaultProxy
 from tests.support.node_fixtures import NodeProcess
 
 MakeNode = Callable[..., NodeProcess]
@@ -229,3 +232,28 @@ def test_crash_leftovers_are_cleaned_at_start(
     node.start()
     assert_clean_completion(node, job_id)
     assert "2 stale work folder(s) removed" in node.log()
+
+
+@pytest.mark.slow
+def test_kill9_mid_publish_then_the_job_is_published_once(
+    make_node: MakeNode, sample: Callable[[str], Path], ipfs_node: JsIpfsNode
+) -> None:
+    with KuboFaultProxy(ipfs_node.api_url) as proxy:
+        proxy.hold_add = 30.0  # the upload hangs in the middle…
+        node = make_node(PUBLISH_TARGETS="local", IPFS_API_ADDR=proxy.url)
+        job_id = node.submit(str(sample("landscape")))
+        node.start()
+        assert proxy.holding.wait(60), "the publish never started"
+        node.wait_for(job_id, lambda j: j.stage is Stage.PUBLISH, what="publishing")
+        node.kill9()  # …when the node dies
+        proxy.hold_add = 0.0
+        node.start()
+        result = assert_clean_completion(node, job_id)
+    assert "resumes at publish" in node.log(), "no re-encode after a publish failure"
+    pinned = httpx.post(
+        f"{ipfs_node.api_url}/api/v0/pin/ls", params={"arg": str(result["cid"]), "timeout": "5s"}
+    )
+    assert pinned.status_code == 200 and str(result["cid"]) in pinned.text
+    published = result["published"]
+    assert isinstance(published, dict) and published["ok"] is True
+    assert [t["name"] for t in published["targets"]] == ["local"]

@@ -128,6 +128,12 @@ class Settings(BaseSettings):
     x264_rc_lookahead: int | None = Field(default=None, ge=0, le=250)
     max_muxing_queue: int = Field(default=DEFAULT_MAX_MUXING_QUEUE, ge=16, le=65536)
     hardware_acceleration: bool = True
+    #: A hardware encoder that failed this many jobs in a row is not tried until re-detection.
+    hw_broken_after: int = Field(default=3, ge=1, le=100)
+    #: Render node for VA-API and QSV (None = /dev/dri/renderD128).
+    vaapi_device: str | None = None
+    #: Seconds one hardware detection test encode may take.
+    hw_detect_timeout: float = Field(default=60.0, gt=0)
     #: Rungs of a direct-API job that is neither short nor premium.
     standard_rungs: str = DEFAULT_STANDARD_RUNGS
 

@@ -27,10 +27,9 @@ from speak_encoder.pipeline.ffmpeg import (
     MASTER_NAME,
     EncodeProgress,
     EncoderTuning,
-    build_command,
     ffmpeg_info,
-    run_ffmpeg,
 )
+from speak_encoder.pipeline.hardware import HardwareReport, detect, encode_with_fallback
 from speak_encoder.pipeline.hls import RenditionStats, write_master_playlist
 from speak_encoder.pipeline.ladder import load_ladder
 from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
@@ -260,14 +259,46 @@ async def encode_ladder(
     *,
     on_progress: Callable[[EncodeProgress], None] | None = None,
 ) -> str:
-    """Run the one-decode ffmpeg ladder into ``out_dir``; returns the video encoder used."""
+    """Run the one-decode ffmpeg ladder into ``out_dir``; returns the video encoder used.
+
+    The best working hardware encoder is tried first (detected once per process, cached in
+    DATA_DIR); a failure falls back to libx264 for this job (see :mod:`.hardware`).
+    """
     ffmpeg = await ffmpeg_info(settings.ffmpeg_path)
-    argv = build_command(
-        plan, source, out_dir, tuning_from(settings), tonemap_available=ffmpeg.has_zscale
+    tuning = tuning_from(settings)
+    report = await hardware_report(settings) if settings.hardware_acceleration else None
+    return await encode_with_fallback(
+        plan,
+        source,
+        out_dir,
+        tuning,
+        hardware=report,
+        hardware_enabled=settings.hardware_acceleration,
+        cache_dir=settings.data_dir,
+        on_progress=on_progress,
+        tonemap_available=ffmpeg.has_zscale,
+        broken_after=settings.hw_broken_after,
     )
-    log.debug("ffmpeg command: %s", argv)
-    await run_ffmpeg(argv, duration=plan.duration, on_progress=on_progress)
-    return "libx264"
+
+
+_HARDWARE: dict[tuple[str, Path], HardwareReport] = {}
+
+
+async def hardware_report(settings: Settings, *, redetect: bool = False) -> HardwareReport:
+    """Hardware encoders of this ffmpeg and machine (detected once per process and binary)."""
+    key = (settings.ffmpeg_path, settings.data_dir)
+    if redetect or key not in _HARDWARE:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        _HARDWARE[key] = await detect(
+            settings.ffmpeg_path,
+            settings.data_dir,
+            redetect=redetect,
+            ffprobe=settings.ffprobe_path,
+            render_node=settings.vaapi_device,
+            tuning=tuning_from(settings),
+            timeout=settings.hw_detect_timeout,
+        )
+    return _HARDWARE[key]
 
 
 async def verify_ladder(out_dir: Path, plan: EncodePlan, settings: Settings) -> ValidationReport:
