@@ -91,7 +91,7 @@ VARIANTS: dict[str, dict[str, int]] = {
     "la15": {"x264_rc_lookahead": 15},
     "t2+la15": {"x264_threads": 2, "x264_rc_lookahead": 15},
 }
-DEFAULT_VARIANTS = "t2,la20,t2+la20"
+DEFAULT_VARIANTS = "t2,la20,t2+la15,t2+la10"
 
 #: The generated source (see the module doc): video graph and audio, lavfi syntax.
 SOURCE_GRAPH = (
@@ -407,6 +407,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="second ffmpeg binary for an (a)/(b) comparison: a path, 'auto' (imageio-ffmpeg "
         "if installed) or 'none'",
     )
+    parser.add_argument(
+        "--source", type=Path, help="benchmark this video file instead of the generated one"
+    )
     parser.add_argument("--output", type=Path, default=RESULTS, help="JSON results file")
     return parser.parse_args(argv)
 
@@ -434,7 +437,10 @@ def main(argv: list[str] | None = None) -> int:
     ffprobe = os.environ.get("FFPROBE_PATH", "ffprobe")
     bench_started = time.monotonic()
 
-    source, generated_in = make_source(args.seconds, ffmpeg)
+    if args.source is not None:
+        source, generated_in = args.source.resolve(), 0.0
+    else:
+        source, generated_in = make_source(args.seconds, ffmpeg)
     info = asyncio.run(probe(source, ffprobe=ffprobe))
     ffinfo = asyncio.run(ffmpeg_info(ffmpeg))
     # Tuning variables already in the environment (X264_THREADS, …) apply to every run.
@@ -498,7 +504,7 @@ def main(argv: list[str] | None = None) -> int:
     # --- print ---
     print()
     print(
-        f"Encode ladder — {args.seconds:g} s 1080p30 source, libx264 {args.preset} CRF "
+        f"Encode ladder — {source.name} ({info.duration:.0f} s), libx264 {args.preset} CRF "
         f"{args.crf}, ffmpeg {ffinfo.version}, {cpus} CPUs, fastest of {len(a_runs)} round(s)"
     )
     print(f"{'run':<32}{'wall':>8}{'CPU':>8}{'other':>7}{'python':>9}{'ffmpeg':>9}{'total':>9}")
@@ -616,7 +622,8 @@ def main(argv: list[str] | None = None) -> int:
         "ffmpeg_version_reported_by_a": (a.result or {}).get("ffmpeg_version"),
         "source": {
             "file": source.name,
-            "seconds": args.seconds,
+            "seconds": round(info.duration, 3),
+            "generated": args.source is None,
             "bytes": info.size,
             "graph": SOURCE_GRAPH,
             "codec": " ".join(SOURCE_CODEC),

@@ -27,14 +27,14 @@ def discover() -> list[str]:
     return first + sorted(names - set(first))
 
 
-def run_one(name: str) -> tuple[int, float]:
-    """Import ``name`` and run its ``main([])``; returns (exit code, seconds)."""
+def run_one(name: str) -> tuple[int | None, float]:
+    """Import ``name`` and run its ``main([])``: (exit code or None if no main, seconds)."""
     started = time.monotonic()
     try:
         module = importlib.import_module(name)
         main = getattr(module, "main", None)
         if not callable(main):
-            return -1, 0.0  # not a benchmark
+            return None, 0.0
         code = int(main([]) or 0)
     except KeyboardInterrupt:
         raise
@@ -50,8 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     for name in discover():
         print(f"\n=== {name} ===", flush=True)
         code, seconds = run_one(name)
-        if code == -1:
-            print("(no main(): skipped)")
+        if code is None:
+            print("(no main(): not a benchmark, skipped)")
             continue
         results.append((name, code, seconds))
     print("\n=== summary ===")

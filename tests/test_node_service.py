@@ -257,3 +257,18 @@ def test_kill9_mid_publish_then_the_job_is_published_once(
     published = result["published"]
     assert isinstance(published, dict) and published["ok"] is True
     assert [t["name"] for t in published["targets"]] == ["local"]
+
+
+def test_a_job_that_does_not_fit_on_the_disk_is_not_started(
+    make_node: MakeNode, sample: Callable[[str], Path]
+) -> None:
+    node = make_node(DISK_FACTOR="1000000000")  # the clip "needs" petabytes
+    job_id = node.submit(str(sample("landscape")))
+    node.start()
+    deadline = time.monotonic() + 10
+    while "not started" not in node.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "💽 job" in node.log() and "not started" in node.log()
+    job = node.job(job_id)
+    assert job.state is JobState.QUEUED and job.attempts == 0
+    assert node.terminate() == 0

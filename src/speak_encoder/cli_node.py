@@ -12,6 +12,7 @@ import json
 import logging
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 from speak_encoder.config import Settings
@@ -64,14 +65,23 @@ def cmd_submit(args: argparse.Namespace, settings: Settings) -> int:
     from speak_encoder.pipeline.ladder import load_ladder
     from speak_encoder.pipeline.source import parse_source
 
-    parse_source(args.source)  # a bad SOURCE is refused now, not in the node
+    ref = parse_source(args.source)  # a bad SOURCE is refused now, not in the node
+    size = (
+        Path(ref.value).stat().st_size if ref.kind == "file" and Path(ref.value).is_file() else None
+    )
     rungs: tuple[str, ...] | None = args.rungs
     if rungs:
         load_ladder(settings.ladder_file).select(list(rungs))
     store = _store(settings)
     try:
         job, created = store.submit(
-            NewJob(source=args.source, short=args.short, rungs=rungs, priority=args.priority),
+            NewJob(
+                source=ref.value if ref.kind == "file" else args.source,
+                short=args.short,
+                rungs=rungs,
+                priority=args.priority,
+                size_hint=size,
+            ),
             queue_max=settings.queue_max,
         )
     finally:

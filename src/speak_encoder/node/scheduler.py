@@ -44,6 +44,10 @@ WATCH_INTERVAL_S = 2.0
 #: Finished results kept in memory for the dashboard, at most this many.
 RESULT_CACHE_ENTRIES = 256
 
+#: Seconds intake pauses when the next job does not fit on the disk.
+DISK_RETRY_S = 60.0
+PAUSE_JOB_DISK = "the next job does not fit on the disk"
+
 CANCEL_SHUTDOWN = "shutdown"
 CANCEL_OPERATOR = "operator"
 CANCEL_WATCHDOG = "watchdog"
@@ -123,7 +127,8 @@ class Scheduler:
                         self.store.claim, self.node, lease_seconds=self.settings.lease_seconds
                     )
                     if job is not None:
-                        self._start(job)
+                        if await self._room_for(job):
+                            self._start(job)
                         continue
                 self._wake.clear()
                 waiters = [
@@ -168,6 +173,26 @@ class Scheduler:
         self._stopping = True
         for running in list(self.running.values()):
             self._cancel(running, CANCEL_SHUTDOWN)
+
+    async def _room_for(self, job: Job) -> bool:
+        """A job whose size is known starts only with size × DISK_FACTOR + reserve free."""
+        if not job.size_hint:
+            return True
+        need = job.size_hint * self.settings.disk_factor + self.settings.disk_reserve_bytes
+        work = self.settings.work_dir
+        free = (
+            await asyncio.to_thread(shutil.disk_usage, work if work.exists() else work.parent)
+        ).free
+        if free >= need:
+            return True
+        await asyncio.to_thread(self.store.requeue, job.id, self.node)
+        log.warning(
+            "💽 job %s needs about %.0f MB of disk, %.0f MB free: not started",
+            job.id, need / 1e6, free / 1e6,
+        )  # fmt: skip
+        self.pause(PAUSE_JOB_DISK)
+        asyncio.get_running_loop().call_later(DISK_RETRY_S, self.resume, PAUSE_JOB_DISK)
+        return False
 
     # --- one job -------------------------------------------------------------------------------
 
