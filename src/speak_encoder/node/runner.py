@@ -33,7 +33,7 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from speak_encoder.config import Settings
 from speak_encoder.node.activity import Activity
@@ -52,6 +52,7 @@ from speak_encoder.pipeline.ladder import load_ladder
 from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
 from speak_encoder.pipeline.probe import MediaInfo, probe
 from speak_encoder.pipeline.source import parse_source
+from speak_encoder.sources.hooks import SourceHooks
 from speak_encoder.storage.local_store import keep_folder
 from speak_encoder.storage.targets import publish_folder
 
@@ -64,12 +65,6 @@ PAUSE_AFTER_ENV = "SPEAK_ENCODER_TEST_PAUSE_AFTER"
 PAUSE_SECONDS_ENV = "SPEAK_ENCODER_TEST_PAUSE_SECONDS"
 #: Name of the encoder's output folder inside a job's work folder.
 OUT_DIR_NAME = "out"
-
-
-class JobReporter(Protocol):
-    """Reports a finished job to where it came from (gateway, webhook); returns what it did."""
-
-    async def report(self, job: Job, result: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -98,7 +93,7 @@ class JobRun:
     node: str
     job_dir: Path
     activity: Activity
-    reporters: Mapping[SourceKind, JobReporter]
+    hooks: Mapping[SourceKind, SourceHooks]
     work: Work = field(default_factory=Work)
 
     async def db(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -211,10 +206,10 @@ async def _publish(run: JobRun) -> dict[str, Any]:
 
 
 async def _report(run: JobRun) -> dict[str, Any]:
-    reporter = run.reporters.get(run.job.kind)
-    if reporter is None:
+    hooks = run.hooks.get(run.job.kind)
+    if hooks is None:
         return {"reported": None}
-    return {"reported": await reporter.report(run.job, result_of(run.work))}
+    return {"reported": await hooks.report(run.job, result_of(run.work))}
 
 
 STAGE_FUNCTIONS: dict[Stage, Callable[[JobRun], Awaitable[dict[str, Any]]]] = {
@@ -336,7 +331,6 @@ async def run_job(run: JobRun) -> dict[str, Any]:
 
 
 __all__ = [
-    "JobReporter",
     "JobRun",
     "Work",
     "job_dir_for",

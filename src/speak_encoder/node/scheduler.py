@@ -32,8 +32,9 @@ from speak_encoder.node.activity import Activity
 from speak_encoder.node.cache import TTLCache
 from speak_encoder.node.models import Job, SourceKind
 from speak_encoder.node.retry import Outcome, decide
-from speak_encoder.node.runner import JobReporter, JobRun, job_dir_for, run_job
+from speak_encoder.node.runner import JobRun, job_dir_for, run_job
 from speak_encoder.node.store import JobStore
+from speak_encoder.sources.hooks import SourceHooks
 
 log = logging.getLogger(__name__)
 
@@ -75,12 +76,12 @@ class Scheduler:
         store: JobStore,
         *,
         node: str,
-        reporters: Mapping[SourceKind, JobReporter] | None = None,
+        hooks: Mapping[SourceKind, SourceHooks] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.node = node
-        self.reporters: Mapping[SourceKind, JobReporter] = reporters or {}
+        self.hooks: Mapping[SourceKind, SourceHooks] = hooks or {}
         self.running: dict[str, RunningJob] = {}
         self.pause_reasons: set[str] = set()
         self.results: TTLCache[str, dict[str, Any]] = TTLCache(
@@ -215,7 +216,7 @@ class Scheduler:
             node=self.node,
             job_dir=job_dir_for(self.settings, job.id),
             activity=activity,
-            reporters=self.reporters,
+            hooks=self.hooks,
         )
         heartbeat = asyncio.create_task(self._heartbeat(run), name=f"heartbeat-{job.id}")
         try:
@@ -243,6 +244,10 @@ class Scheduler:
         while True:
             await asyncio.sleep(min(WATCH_INTERVAL_S, renew_every))
             activity = run.activity
+            hooks = self.hooks.get(run.job.kind)
+            if hooks is not None:
+                fraction = activity.fractions.get(activity.stage.value, 0.0)
+                self._guarded(hooks.progress, run.job, activity.stage, fraction)
             if activity.dirty:
                 activity.dirty = False
                 await asyncio.to_thread(
@@ -283,6 +288,22 @@ class Scheduler:
 
     # --- outcomes ------------------------------------------------------------------------------
 
+    def _guarded(self, fn: Any, *args: Any) -> None:
+        """Call a source hook; its failure is logged, never the job's."""
+        try:
+            fn(*args)
+        except Exception:
+            log.exception("source hook %s failed", getattr(fn, "__qualname__", fn))
+
+    async def _notify(self, job: Job, event: str, *args: Any) -> None:
+        hooks = self.hooks.get(job.kind)
+        if hooks is None:
+            return
+        try:
+            await getattr(hooks, event)(job, *args)
+        except Exception:
+            log.exception("source hook %s of job %s failed", event, job.id)
+
     async def _db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
         # Shielded: a second cancel must not leave the store half-updated.
         return await asyncio.shield(asyncio.to_thread(fn, *args, **kwargs))
@@ -303,6 +324,7 @@ class Scheduler:
         if reason == CANCEL_SHUTDOWN:
             await self._db(self.store.requeue, job_id, self.node)
             log.info("job %s requeued for the next start (checkpoints kept)", job_id)
+            await self._notify(run.job, "released")
         elif reason == CANCEL_OPERATOR:
             await self._db(self.store.mark_cancelled, job_id, self.node)
             await asyncio.to_thread(self._clean, run)
@@ -348,5 +370,6 @@ class Scheduler:
             return
         await self._db(self.store.fail, job.id, self.node, error=error.message, kind=error.kind)
         self.stats["failed"] += 1
+        await self._notify(job, "failed", error.message, error.kind)
         log.error("❌ job %s failed: %s (%s)", job.id, error.message, decision.reason)
         await asyncio.to_thread(self._clean, run)

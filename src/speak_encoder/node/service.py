@@ -22,9 +22,9 @@ from pathlib import Path
 from speak_encoder.config import Settings
 from speak_encoder.node.models import SourceKind, is_job_id
 from speak_encoder.node.monitor import Monitor
-from speak_encoder.node.runner import JobReporter
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
+from speak_encoder.sources.hooks import SourceHooks
 
 log = logging.getLogger(__name__)
 
@@ -63,12 +63,12 @@ class Service:
         self,
         settings: Settings,
         *,
-        reporters: Mapping[SourceKind, JobReporter] | None = None,
+        hooks: Mapping[SourceKind, SourceHooks] | None = None,
     ) -> None:
         self.settings = settings
         self.node = settings.node_name
         self.store = JobStore.from_settings(settings)
-        self.scheduler = Scheduler(settings, self.store, node=self.node, reporters=reporters)
+        self.scheduler = Scheduler(settings, self.store, node=self.node, hooks=hooks)
         self.monitor = Monitor(
             work_dir=settings.work_dir,
             warn_mb=settings.memory_warn_mb,

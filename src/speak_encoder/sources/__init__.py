@@ -1,0 +1,2 @@
+"""Job sources: where jobs come from and where their results go (Direct API, webhooks,
+the legacy 3Speak gateway, the embed gateway)."""
