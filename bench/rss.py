@@ -143,7 +143,7 @@ def measure(
                 start_new_session=True,
             )
         except OSError as exc:
-            return RssRun(argv, 127, 0.0, 0, 0, 0, 0, 0, 0.0, b"", str(exc).encode())
+            return RssRun(argv, 127, 0.0, 0, 0, 0, 0, 0, stderr=str(exc).encode())
         try:
             root = psutil.Process(popen.pid)
             while popen.poll() is None:
@@ -221,6 +221,9 @@ def main(argv: list[str] | None = None) -> int:
     run = measure(args)
     sys.stdout.buffer.write(run.stdout)
     sys.stderr.buffer.write(run.stderr)
+    sys.stderr.flush()
+    if run.stderr and not run.stderr.endswith(b"\n"):
+        print(file=sys.stderr)
     print(
         f"{Path(args[0]).name}: exit {run.returncode}, {run.wall_seconds:.2f} s, "
         f"peak RSS self {run.peak_self_mb:.0f} MB, descendants {run.peak_children_mb:.0f} MB, "

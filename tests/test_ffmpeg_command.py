@@ -130,6 +130,19 @@ def test_memory_knobs() -> None:
     assert "2" in [option(args, a) for a in args if a.startswith("-threads")]
 
 
+def test_lookahead_only_ever_lowers_the_presets_own() -> None:
+    def lookahead(preset: str, value: int | None) -> str | None:
+        args = build_command(plan_for(), Path("s"), Path("o"),
+                             EncoderTuning(preset=preset, rc_lookahead=value))  # fmt: skip
+        return option(args, "-rc-lookahead") if "-rc-lookahead" in args else None
+
+    assert lookahead("medium", 10) == "10"
+    assert lookahead("medium", None) is None
+    assert lookahead("veryfast", 10) is None  # the preset's own is already 10
+    assert lookahead("ultrafast", 10) is None  # raising it would only cost memory
+    assert lookahead("slow", 60) is None
+
+
 def test_progress_parser() -> None:
     parser = ProgressParser(duration=20.0)
     snapshots = []

@@ -88,6 +88,9 @@ DEFAULT_RESULT_TTL_H = 24.0
 DEFAULT_HISTORY_DAYS = 30.0
 #: Free disk needed to start a job: announced source size × this factor (source + ladder).
 DEFAULT_DISK_FACTOR = 2.5
+#: x264 threads per rung and lookahead frames (see Settings.x264_threads).
+DEFAULT_X264_THREADS = 2
+DEFAULT_X264_LOOKAHEAD = 10
 #: Packets ffmpeg may buffer per output stream before it gives up (bounds its memory).
 DEFAULT_MAX_MUXING_QUEUE = 1024
 
@@ -122,10 +125,13 @@ class Settings(BaseSettings):
     #: Optional TOML file replacing the built-in ladder table (see data/ladder.toml).
     ladder_file: Path | None = None
     filter_threads: int = Field(default=DEFAULT_FILTER_THREADS, ge=1, le=64)
-    #: x264 threads per rung (0 = x264's own choice) and its lookahead in frames (None =
-    #: the preset's): the speed/memory trade-off of the one-decode ladder.
-    x264_threads: int = Field(default=0, ge=0, le=64)
-    x264_rc_lookahead: int | None = Field(default=None, ge=0, le=250)
+    #: x264 threads per rung (0 = x264's own choice; 1 is refused: ffmpeg 5.1 would then run
+    #: the rungs one after another) and its lookahead in frames (only ever lowers the
+    #: preset's own). The defaults are the measured speed/memory optimum of the one-decode
+    #: ladder on 2 cores: as fast as x264's defaults, under the per-rung baseline's peak RSS
+    #: (bench/README.md).
+    x264_threads: int = Field(default=DEFAULT_X264_THREADS, ge=0, le=64)
+    x264_rc_lookahead: int | None = Field(default=DEFAULT_X264_LOOKAHEAD, ge=0, le=250)
     max_muxing_queue: int = Field(default=DEFAULT_MAX_MUXING_QUEUE, ge=16, le=65536)
     hardware_acceleration: bool = True
     #: A hardware encoder that failed this many jobs in a row is not tried until re-detection.
@@ -200,6 +206,24 @@ class Settings(BaseSettings):
         }  # fmt: skip
         if value not in presets:
             raise ValueError(f"must be one of {', '.join(sorted(presets))}")
+        return value
+
+    @field_validator("x264_rc_lookahead", mode="before")
+    @classmethod
+    def _preset_lookahead(cls, value: object) -> object:
+        """``X264_RC_LOOKAHEAD=`` (empty) or ``preset`` keeps the preset's own lookahead."""
+        if isinstance(value, str) and value.strip().lower() in {"", "preset", "none"}:
+            return None
+        return value
+
+    @field_validator("x264_threads")
+    @classmethod
+    def _not_one_thread(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError(
+                "must be 0 (automatic) or at least 2: with one thread per rung ffmpeg 5.1 "
+                "encodes the rungs one after another"
+            )
         return value
 
     @field_validator("log_level")

@@ -27,6 +27,7 @@ from speak_encoder.pipeline.ffmpeg import (
     MASTER_NAME,
     EncodeProgress,
     EncoderTuning,
+    FfmpegInfo,
     ffmpeg_info,
 )
 from speak_encoder.pipeline.hardware import HardwareReport, detect, encode_with_fallback
@@ -198,9 +199,10 @@ async def encode(
     if dest is not None:
         check_destination(dest)
     ladder = load_ladder(settings.ladder_file)
-    ffmpeg = await ffmpeg_info(settings.ffmpeg_path)
     if options.rungs:
         ladder.select(list(options.rungs))  # unknown names fail before any work
+    # What the encode needs to know about ffmpeg and the hardware is found out meanwhile.
+    tools = asyncio.ensure_future(_inspect_tools(settings))
     job_dir = settings.work_dir / f"job-{uuid.uuid4().hex}"
     try:
         job_dir.mkdir(parents=True, mode=0o700)
@@ -215,6 +217,7 @@ async def encode(
         plan = plan_encode(info, options, ladder)
         report(StageEvent("plan", 1.0, detail=", ".join(plan.names), done=True))
 
+        ffmpeg = await tools
         out_dir = job_dir / "out"
         report(StageEvent("encode", 0.0))
         await encode_ladder(
@@ -235,6 +238,8 @@ async def encode(
             await asyncio.to_thread(_move_into_place, out_dir, dest)
         report(StageEvent("store", 1.0, detail=f"{cid} at {dest}", done=True))
     finally:
+        if not tools.done():
+            tools.cancel()
         with contextlib.suppress(OSError):
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, job_dir, True))
     return EncodeResult(
@@ -279,6 +284,13 @@ async def encode_ladder(
         tonemap_available=ffmpeg.has_zscale,
         broken_after=settings.hw_broken_after,
     )
+
+
+async def _inspect_tools(settings: Settings) -> FfmpegInfo:
+    info = await ffmpeg_info(settings.ffmpeg_path)
+    if settings.hardware_acceleration:
+        await hardware_report(settings)
+    return info
 
 
 _HARDWARE: dict[tuple[str, Path], HardwareReport] = {}

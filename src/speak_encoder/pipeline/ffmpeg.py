@@ -88,6 +88,24 @@ class EncoderTuning:
     rc_lookahead: int | None = None
 
 
+#: x264's own rc-lookahead per preset: a configured lookahead only ever lowers it (raising it
+#: for fast presets would cost memory for nothing).
+PRESET_LOOKAHEAD = {
+    "ultrafast": 0, "superfast": 0, "veryfast": 10, "faster": 20, "fast": 30,
+    "medium": 40, "slow": 50, "slower": 60, "veryslow": 60, "placebo": 60,
+}  # fmt: skip
+
+
+def effective_lookahead(tuning: EncoderTuning) -> int | None:
+    """The -rc-lookahead to pass, or None to keep the preset's own (when it is not larger)."""
+    if tuning.rc_lookahead is None:
+        return None
+    own = PRESET_LOOKAHEAD.get(tuning.preset)
+    if own is not None and tuning.rc_lookahead >= own:
+        return None
+    return tuning.rc_lookahead
+
+
 def _fps_text(fps: Fraction) -> str:
     return str(fps.numerator) if fps.denominator == 1 else f"{fps.numerator}/{fps.denominator}"
 
@@ -268,8 +286,9 @@ def build_command(
         args += ["-pix_fmt", "yuv420p"]
         if tuning.x264_threads:
             args += ["-threads:v", str(tuning.x264_threads)]
-        if tuning.rc_lookahead is not None:
-            args += ["-rc-lookahead", str(tuning.rc_lookahead)]
+        lookahead = effective_lookahead(tuning)
+        if lookahead is not None:
+            args += ["-rc-lookahead", str(lookahead)]
         for i, rung in enumerate(plan.renditions):
             spec = rung.spec
             args += [f"-maxrate:v:{i}", f"{spec.max_kbps}k"]
@@ -426,11 +445,13 @@ async def ffmpeg_info(ffmpeg: str = "ffmpeg") -> FfmpegInfo:
     cached = _INFO_CACHE.get(ffmpeg)
     if cached is not None:
         return cached
-    version_out = await run_capture([ffmpeg, "-hide_banner", "-version"], timeout=30)
+    version_out, filters, encoders = await asyncio.gather(
+        run_capture([ffmpeg, "-hide_banner", "-version"], timeout=30),
+        run_capture([ffmpeg, "-hide_banner", "-filters"], timeout=30),
+        run_capture([ffmpeg, "-hide_banner", "-encoders"], timeout=30),
+    )
     first = version_out.stdout.decode("utf-8", "replace").splitlines()[:1]
     match = re.search(r"ffmpeg version (\S+)", first[0] if first else "")
-    filters = await run_capture([ffmpeg, "-hide_banner", "-filters"], timeout=30)
-    encoders = await run_capture([ffmpeg, "-hide_banner", "-encoders"], timeout=30)
     info = FfmpegInfo(
         version=match.group(1) if match else "unknown",
         has_zscale=b" zscale " in filters.stdout and b" tonemap " in filters.stdout,
