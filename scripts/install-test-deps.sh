@@ -31,3 +31,22 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v in
   echo "error: the postgresql package is installed but no initdb was found" >&2
   exit 1
 fi
+
+# --- did:key + JWS npm libraries: the byte-compatibility tests of the node identity ---------------
+# tests/test_identity.py signs and verifies through the real `dids`, `key-did-provider-ed25519` and
+# `key-did-resolver` (exact versions in scripts/did-js/package-lock.json) via scripts/did-js/jws.mjs.
+# Installed only when missing or when the lock file changed.
+scripts/install-system-deps.sh node
+did_src=scripts/did-js
+did_dir=.tools/did-js
+did_stamp="$did_dir/.installed-lock"
+if [ ! -f "$did_dir/node_modules/dids/package.json" ] \
+  || [ ! -f "$did_dir/node_modules/key-did-provider-ed25519/package.json" ] \
+  || [ ! -f "$did_dir/node_modules/key-did-resolver/package.json" ] \
+  || ! cmp -s "$did_src/package-lock.json" "$did_stamp"; then
+  echo "==> installing the did:key/JWS npm libraries (identity tests) into $did_dir"
+  mkdir -p "$did_dir"
+  cp "$did_src/package.json" "$did_src/package-lock.json" "$did_dir/"
+  (cd "$did_dir" && npm install --no-audit --no-fund --loglevel=error)
+  cp "$did_src/package-lock.json" "$did_stamp"
+fi

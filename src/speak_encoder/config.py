@@ -195,6 +195,36 @@ class Settings(BaseSettings):
     direct_api_host: str = "127.0.0.1"
     direct_api_port: int = Field(default=3002, ge=1, le=65535)
     direct_api_key: SecretStr | None = None
+    #: Largest request body the Direct API accepts (bytes).
+    direct_api_max_body: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: Rungs of a direct/embed job that is neither short nor premium: STANDARD_RUNGS above.
+    #: A re-submitted (owner, permlink, input_cid) is the same job while queued, running or
+    #: completed less than this many hours ago.
+    dedup_window_hours: float = Field(default=24.0, ge=0)
+
+    # --- webhooks (direct and embed jobs) ----------------------------------------------------
+    #: HMAC-SHA256 key for the X-Speak-Signature header (unset = unsigned, as upstream).
+    webhook_secret: SecretStr | None = None
+    webhook_timeout: float = Field(default=10.0, gt=0)
+    #: Attempts of a completion/failure webhook before it is given up.
+    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
+    webhook_retry_base: float = Field(default=10.0, gt=0)
+    webhook_retry_max: float = Field(default=3600.0, gt=0)
+    #: Allow webhook and source URLs that resolve to loopback/private/link-local addresses
+    #: (labs and tests only: it opens the node's own services to whoever submits jobs).
+    allow_private_urls: bool = False
+
+    # --- 3Speak gateways ------------------------------------------------------------------
+    #: The legacy encoder gateway (community nodes).
+    gateway_enabled: bool = False
+    gateway_url: str = "https://encoder-gateway.infra.3speak.tv"
+    #: The embed gateway ("community mode" upstream).
+    embed_gateway_enabled: bool = False
+    embed_gateway_url: str = "https://embed.3speak.tv"
+    #: Seconds between two polls of a gateway (± 20 % jitter).
+    gateway_poll_interval: float = Field(default=60.0, gt=0)
+    #: Seconds a gateway request may take.
+    gateway_timeout: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
 
     @field_validator("encoder_preset")
@@ -271,6 +301,7 @@ _SECRET_FIELDS = frozenset(
         "ipfs_cluster_token",
         "pinning_service_token",
         "database_url",
+        "webhook_secret",
     }
 )
 

@@ -354,9 +354,16 @@ def _reject_constant(name: str) -> NoReturn:
     raise ValueError(f"{name} is not JSON")
 
 
+def _js_int(text: str) -> int | float:
+    # JS reads every number as a double: an integer beyond 2**53 (e.g. 1e20 written out in full
+    # by JS) is the double it stands for, not an exact Python int.
+    value = int(text)
+    return value if abs(value) <= _MAX_SAFE_INTEGER else float(text)
+
+
 def _json_object(raw: bytes, what: str) -> dict[str, Any]:
     try:
-        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        value = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant, parse_int=_js_int)
     except (UnicodeDecodeError, ValueError):
         _malformed(f"{what} is not UTF-8 JSON")
     if not isinstance(value, dict):
@@ -408,6 +415,7 @@ def verify_jws(jws: Mapping[str, Any], *, expected_did: str | None = None) -> di
     if fragment and fragment != signer_did[len(DID_KEY_PREFIX) :]:
         _malformed("the kid fragment is not the key of its DID")
 
+    raw_payload = _b64url_decode(payload, "the payload")
     raw_signature = _b64url_decode(signature, "the signature")
     try:
         Ed25519PublicKey.from_public_bytes(public_key).verify(
@@ -420,7 +428,7 @@ def verify_jws(jws: Mapping[str, Any], *, expected_did: str | None = None) -> di
             f"the JWS is signed by {signer_did}, not by {normalize_did(expected_did) or '(none)'}",
             "did_mismatch",
         )
-    return _json_object(_b64url_decode(payload, "the payload"), "the payload")
+    return _json_object(raw_payload, "the payload")
 
 
 # --- the key file ----------------------------------------------------------------------------
@@ -434,7 +442,8 @@ def key_file_path(settings: Settings) -> Path:
 def read_key_file(path: Path) -> NodeIdentity:
     """Load a key file written by :func:`write_key_file`; refuse one others can read."""
     try:
-        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0))
+        # O_NONBLOCK: a FIFO put there must not hang the start (it is refused below).
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_NONBLOCK", 0))
     except FileNotFoundError:
         raise ConfigError(
             f"no node key: {path} does not exist and ENCODER_PRIVATE_KEY is not set. Create one "
@@ -442,8 +451,8 @@ def read_key_file(path: Path) -> NodeIdentity:
         ) from None
     except OSError as exc:
         raise ConfigError(f"cannot read the node key file {path}: {exc.strerror}") from None
-    with os.fdopen(fd, "rb") as handle:
-        info = os.fstat(handle.fileno())
+    try:
+        info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
             raise ConfigError(f"the node key file {path} is not a regular file")
         if info.st_mode & 0o077:
@@ -451,7 +460,9 @@ def read_key_file(path: Path) -> NodeIdentity:
                 f"the node key file {path} is readable by other users "
                 f"(mode {stat.S_IMODE(info.st_mode):04o}): run `chmod 600 {path}`"
             )
-        raw = handle.read(4096)
+        raw = os.read(fd, 4096)
+    finally:
+        os.close(fd)
     try:
         text = raw.decode("ascii")
     except UnicodeDecodeError:

@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import random
+from pathlib import Path
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -85,6 +86,23 @@ class BytesPayload:
 
     def read(self, start: int, end: int) -> bytes:
         return self.data[start:end]
+
+
+class FilePayload:
+    """A file on disk, read one range at a time (memory: one chunk)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._size = path.stat().st_size
+
+    @property
+    def size(self) -> int:
+        return self._size
+
+    def read(self, start: int, end: int) -> bytes:
+        with self.path.open("rb") as handle:
+            handle.seek(start)
+            return handle.read(max(0, min(end, self._size) - start))
 
 
 class PatternPayload:
