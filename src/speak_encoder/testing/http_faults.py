@@ -25,10 +25,10 @@ import contextlib
 import hashlib
 import json
 import random
-from pathlib import Path
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from types import TracebackType
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
