@@ -8,6 +8,7 @@ completes exactly once and that no folder is left behind.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -272,3 +273,26 @@ def test_a_job_that_does_not_fit_on_the_disk_is_not_started(
     job = node.job(job_id)
     assert job.state is JobState.QUEUED and job.attempts == 0
     assert node.terminate() == 0
+
+
+@pytest.mark.slow
+def test_a_second_signal_stops_at_once_and_the_job_resumes(
+    make_node: MakeNode, sample: Callable[[str], Path]
+) -> None:
+    node = make_node(ENCODER_PRESET="veryslow", SHUTDOWN_GRACE="600")
+    job_id = node.submit(str(sample("fullhd")))
+    node.start()
+    node.wait_for(job_id, lambda j: j.stage is Stage.ENCODE and j.progress.get("encode", 0) > 0,
+                  what="mid-encode")  # fmt: skip
+    assert node.proc is not None
+    node.proc.send_signal(signal.SIGTERM)  # graceful: would wait up to 600 s…
+    time.sleep(1.0)
+    assert node.alive()
+    started = time.monotonic()
+    node.proc.send_signal(signal.SIGTERM)  # …a second signal: now
+    assert node.proc.wait(timeout=30) == 0
+    assert time.monotonic() - started < 15
+    assert node.job(job_id).state is JobState.QUEUED
+    node.env["ENCODER_PRESET"] = "ultrafast"
+    node.start()
+    assert_clean_completion(node, job_id)
