@@ -240,6 +240,8 @@ async def encode(
     finally:
         if not tools.done():
             tools.cancel()
+        with contextlib.suppress(BaseException):
+            await tools  # let its subprocesses be reaped inside this event loop
         with contextlib.suppress(OSError):
             await asyncio.shield(asyncio.to_thread(shutil.rmtree, job_dir, True))
     return EncodeResult(
