@@ -33,28 +33,22 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from speak_encoder.config import Settings
 from speak_encoder.node.activity import Activity
 from speak_encoder.node.models import STAGES, Checkpoint, Job, SourceKind, Stage
 from speak_encoder.node.store import JobStore
-from speak_encoder.pipeline.encode_job import (
-    describe_media,
-    encode_ladder,
-    renditions_of,
-    root_cid,
-    verify_ladder,
-)
-from speak_encoder.pipeline.fetch import FetchProgress, fetch_source
-from speak_encoder.pipeline.ffmpeg import MASTER_NAME, EncodeProgress
-from speak_encoder.pipeline.ladder import load_ladder
-from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
-from speak_encoder.pipeline.probe import MediaInfo, probe
-from speak_encoder.pipeline.source import parse_source
 from speak_encoder.sources.hooks import SourceHooks
-from speak_encoder.storage.local_store import keep_folder
-from speak_encoder.storage.targets import publish_folder
+
+if TYPE_CHECKING:
+    from speak_encoder.pipeline.fetch import FetchProgress
+    from speak_encoder.pipeline.ffmpeg import EncodeProgress
+    from speak_encoder.pipeline.plan import EncodePlan
+    from speak_encoder.pipeline.probe import MediaInfo
+
+# The encoding pipeline (httpx, the HLS tools, the storage targets) is imported by the stages
+# when the first job runs: an idle node stays small.
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +101,14 @@ def job_dir_for(settings: Settings, job_id: str) -> Path:
 # --- the stages ---------------------------------------------------------------------------
 
 
+#: Name of the master playlist (``pipeline.ffmpeg.MASTER_NAME``, kept here to stay lazy).
+MASTER_NAME = "manifest.m3u8"
+
+
 async def _fetch(run: JobRun) -> dict[str, Any]:
+    from speak_encoder.pipeline.fetch import fetch_source
+    from speak_encoder.pipeline.source import parse_source
+
     ref = parse_source(run.job.source)
     started = time.monotonic()
 
@@ -130,6 +131,9 @@ async def _fetch(run: JobRun) -> dict[str, Any]:
 
 
 async def _probe(run: JobRun) -> dict[str, Any]:
+    from speak_encoder.pipeline.encode_job import describe_media
+    from speak_encoder.pipeline.probe import probe
+
     assert run.work.source is not None
     info = await probe(run.work.source, ffprobe=run.settings.ffprobe_path)
     run.work.info = info
@@ -137,6 +141,9 @@ async def _probe(run: JobRun) -> dict[str, Any]:
 
 
 async def _plan(run: JobRun) -> dict[str, Any]:
+    from speak_encoder.pipeline.ladder import load_ladder
+    from speak_encoder.pipeline.plan import EncodeOptions, plan_encode
+
     assert run.work.info is not None
     options = EncodeOptions(short=run.job.short, rungs=run.job.rungs)
     plan = plan_encode(run.work.info, options, load_ladder(run.settings.ladder_file))
@@ -150,6 +157,8 @@ async def _plan(run: JobRun) -> dict[str, Any]:
 
 
 async def _encode(run: JobRun) -> dict[str, Any]:
+    from speak_encoder.pipeline.encode_job import encode_ladder
+
     assert run.work.plan is not None and run.work.source is not None
     out_dir = run.job_dir / OUT_DIR_NAME
     if out_dir.exists():
@@ -168,6 +177,9 @@ async def _encode(run: JobRun) -> dict[str, Any]:
 
 
 async def _verify(run: JobRun) -> dict[str, Any]:
+    from speak_encoder.pipeline.encode_job import renditions_of, root_cid, verify_ladder
+    from speak_encoder.storage.local_store import keep_folder
+
     assert run.work.plan is not None and run.work.out_dir is not None
     validation = await verify_ladder(run.work.out_dir, run.work.plan, run.settings)
     run.activity.beat(0.5, detail="computing the root CID")
@@ -185,6 +197,8 @@ async def _verify(run: JobRun) -> dict[str, Any]:
 
 
 async def _publish(run: JobRun) -> dict[str, Any]:
+    from speak_encoder.storage.targets import publish_folder
+
     assert run.work.cid is not None and run.work.stored is not None
     published: dict[str, Any] | None = None
     if run.settings.publish_targets:

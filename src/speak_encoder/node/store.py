@@ -47,7 +47,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import (
@@ -402,6 +401,8 @@ class JobStore:
         changed = ("data", "node", "created_at")
         keys = [checkpoints.c.job_id, checkpoints.c.stage]
         if self.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql as pg  # only a fleet needs it
+
             pg_stmt = pg.insert(checkpoints).values(**values)
             return pg_stmt.on_conflict_do_update(
                 index_elements=keys, set_={c: pg_stmt.excluded[c] for c in changed}
@@ -628,6 +629,8 @@ class JobStore:
         key = [outbox.c.idempotency_key]
         stmt: Any
         if self.dialect == "postgresql":
+            from sqlalchemy.dialects import postgresql as pg
+
             stmt = pg.insert(outbox).values(**values).on_conflict_do_nothing(index_elements=key)
         else:
             stmt = sqlite.insert(outbox).values(**values).on_conflict_do_nothing(index_elements=key)

@@ -1,0 +1,276 @@
+"""The 3Speak embed gateway ("community mode" upstream, protocols.md §3).
+
+:class:`EmbedSource` is the task the service's lifespan owns:
+
+* ``updateNode`` ``{"node_info": {"name", "cryptoAccounts": {"hive"}, "commit_hash"}}`` until it
+  succeeds, with back-off and jitter (upstream gave up until a restart: fixed here);
+* every ``GATEWAY_POLL_INTERVAL`` (± 20 %): ``heartbeat`` ``{"timestamp", "version"}``
+  (``needs_update`` logged at WARNING and kept in :attr:`EmbedSource.needs_update`), then, only
+  while the node has free capacity, ``myJob`` ``{"timestamp"}`` → ``{"success", "job": <direct
+  job request (§4)> | null}``;
+* a job offered is validated as a :class:`~speak_encoder.sources.direct_request.DirectJobRequest`,
+  its ``webhook_url`` checked by the SSRF guard, and submitted as kind ``embed`` through
+  :func:`~speak_encoder.sources.direct_request.to_new_job`. The store's dedup on (owner,
+  permlink, input_cid) covers queued, running **and** recently completed jobs
+  (``DEDUP_WINDOW_HOURS``): a job offered again is not encoded twice;
+* there is no accept/finish call: completion, failure and progress go through the job's webhook
+  (:class:`~speak_encoder.sources.webhooks.WebhookHooks`, registered here for ``SourceKind.EMBED``
+  unless the caller already did; delivered by one shared
+  :class:`~speak_encoder.sources.webhooks.OutboxDeliverer`).
+
+Gateway errors (5xx, timeouts, broken JSON, HTML pages) are retried with back-off and never
+crash the node; a refused signature (401/403) logs "check ENCODER_PRIVATE_KEY".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any, Final
+
+import httpx
+from pydantic import ValidationError
+
+from speak_encoder import __version__
+from speak_encoder.config import Settings
+from speak_encoder.errors import NetworkError, QueueFull, StoreUnavailable
+from speak_encoder.node.identity import NodeIdentity
+from speak_encoder.node.models import SourceKind
+from speak_encoder.node.scheduler import Scheduler
+from speak_encoder.node.store import JobStore
+from speak_encoder.sources.direct_request import DirectJobRequest, to_new_job
+from speak_encoder.sources.gateway_protocol import (
+    KEY_HINT,
+    Backoff,
+    GatewayAuthRejected,
+    GatewayError,
+    GatewayHttp,
+    free_capacity,
+    iso_now,
+    jittered,
+    json_object,
+    raise_for_answer,
+    sleep_until,
+)
+from speak_encoder.sources.ssrf import UnsafeUrl, check_public_url
+from speak_encoder.sources.webhooks import OutboxDeliverer, WebhookHooks
+
+log = logging.getLogger(__name__)
+
+#: Longest wait between two rounds after repeated errors (seconds).
+BACKOFF_MAX_S: Final = 600.0
+
+
+class EmbedGatewayClient:
+    """The three routes of the embed gateway."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        identity: NodeIdentity,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.http = GatewayHttp(
+            settings.embed_gateway_url, identity, timeout=settings.gateway_timeout,
+            transport=transport,
+        )  # fmt: skip
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def update_node(self) -> dict[str, Any]:
+        info = {
+            "name": self.settings.node_name,
+            "cryptoAccounts": {"hive": self.settings.hive_username},
+            "commit_hash": __version__,
+        }
+        answer = await self.http.post_jws("updateNode", {"node_info": info})
+        raise_for_answer(answer)
+        return answer.obj or {}
+
+    async def heartbeat(self) -> dict[str, Any]:
+        answer = await self.http.post_jws(
+            "heartbeat", {"timestamp": iso_now(), "version": __version__}
+        )
+        raise_for_answer(answer)
+        return answer.obj or {}
+
+    async def my_job(self) -> dict[str, Any] | None:
+        """The direct job request offered to this node, or ``None``."""
+        answer = await self.http.post_jws("myJob", {"timestamp": iso_now()})
+        if answer.status == 404:
+            return None
+        data = json_object(answer)
+        job = data.get("job")
+        return job if isinstance(job, dict) and job else None
+
+
+class EmbedSource:
+    """The embed gateway job source (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        scheduler: Scheduler,
+        identity: NodeIdentity,
+        *,
+        webhooks: WebhookHooks | None = None,
+        deliverer: OutboxDeliverer | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.scheduler = scheduler
+        self.identity = identity
+        self.client = EmbedGatewayClient(settings, identity, transport=transport)
+        #: Runs the outbox deliverer itself only when none is shared with it.
+        self._own_deliverer = deliverer is None
+        self.deliverer = deliverer or OutboxDeliverer(settings, store)
+        if SourceKind.EMBED not in scheduler.hooks:
+            hooks = webhooks or WebhookHooks(settings, store, on_enqueue=self.deliverer.notify)
+            scheduler.hooks = {**scheduler.hooks, SourceKind.EMBED: hooks}
+        interval = settings.gateway_poll_interval
+        self.backoff = Backoff(interval, max(interval, min(BACKOFF_MAX_S, interval * 16)))
+        self.registered = False
+        self.encoder_info: dict[str, Any] | None = None
+        self.needs_update: bool | None = None
+        self.latest_version: str | None = None
+        self.submitted = 0
+        self.duplicates = 0
+        self._auth_logged = False
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until ``stop`` (its own webhook deliverer, if any, stops with it)."""
+        deliver = (
+            asyncio.create_task(self.deliverer.run(stop), name="embed-webhooks")
+            if self._own_deliverer
+            else None
+        )
+        log.info("🌐 embed gateway %s: polling as %s", self.client.http.base_url,
+                 self.identity.did)  # fmt: skip
+        try:
+            while not stop.is_set():
+                delay = await self.cycle()
+                if await sleep_until(stop, delay):
+                    break
+            if deliver is not None:
+                await deliver
+        finally:
+            if deliver is not None:
+                deliver.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await deliver
+            await self.client.aclose()
+
+    async def cycle(self) -> float:
+        """One round (register if needed, heartbeat, myJob); returns the wait before the next."""
+        try:
+            if not self.registered:
+                self.encoder_info = (await self.client.update_node()).get("encoder")
+                self.registered = True
+                log.info("🌐 registered with the embed gateway as %s (%s)",
+                         self.settings.node_name, self.encoder_info)  # fmt: skip
+            await self._heartbeat()
+            got = await self._poll()
+        except GatewayAuthRejected as exc:
+            if not self._auth_logged:
+                log.error("🔑 embed gateway refused the node's signature: %s", exc.message)
+                self._auth_logged = True
+            else:
+                log.debug("embed gateway still refuses the signature (%s)", KEY_HINT)
+            return self.backoff.next_delay()
+        except (GatewayError, StoreUnavailable, NetworkError) as exc:
+            delay = self.backoff.next_delay()
+            what = "updateNode" if not self.registered else "embed gateway"
+            log.warning("🌐 %s: %s — retrying in %.0f s", what, exc.message, delay)
+            return delay
+        self.backoff.reset()
+        self._auth_logged = False
+        if got and await free_capacity(self.scheduler, self.store):
+            return 0.0
+        return jittered(self.settings.gateway_poll_interval)
+
+    async def _heartbeat(self) -> None:
+        answer = await self.client.heartbeat()
+        needs = bool(answer.get("needs_update"))
+        latest = answer.get("latest_version")
+        self.latest_version = str(latest) if latest else None
+        if needs and self.needs_update is not True:
+            log.warning(
+                "⬆️ the embed gateway says this node needs an update (latest: %s, running %s)",
+                self.latest_version or "?", __version__,
+            )  # fmt: skip
+        self.needs_update = needs
+
+    async def _poll(self) -> bool:
+        if await free_capacity(self.scheduler, self.store) <= 0:
+            return False
+        offer = await self.client.my_job()
+        if offer is None:
+            return False
+        return await self.submit(offer)
+
+    async def submit(self, offer: dict[str, Any]) -> bool:
+        """Validate and queue one offered job; ``True`` if a new job was created."""
+        try:
+            request = DirectJobRequest.model_validate(offer)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+            )
+            log.warning("🌐 embed gateway offered an invalid job (skipped): %s", problems[:500])
+            return False
+        try:
+            await check_public_url(
+                request.webhook_url,
+                allow_private=self.settings.allow_private_urls,
+                what="embed job webhook_url",
+                ipfs_rpc=self.settings.ipfs_api_addr,
+            )
+        except UnsafeUrl as exc:
+            log.warning("🌐 embed job %s/%s skipped: %s", request.owner, request.permlink,
+                        exc.message)  # fmt: skip
+            return False
+        new = to_new_job(request, self.settings, kind=SourceKind.EMBED)
+        try:
+            job, created = await asyncio.to_thread(
+                self.store.submit, new, queue_max=self.settings.queue_max,
+                dedup_window_s=self.settings.dedup_window_hours * 3600,
+            )  # fmt: skip
+        except QueueFull as exc:
+            log.warning("🌐 embed job %s/%s not taken: %s", request.owner, request.permlink,
+                        exc.message)  # fmt: skip
+            return False
+        if not created:
+            self.duplicates += 1
+            log.info("🌐 embed job %s/%s offered again: already job %s (%s)", request.owner,
+                     request.permlink, job.id, job.state.value)  # fmt: skip
+            return False
+        self.submitted += 1
+        log.info("📥 embed job %s/%s → local job %s", request.owner, request.permlink, job.id)
+        self.scheduler.wake()
+        return True
+
+
+async def run_embed_source(
+    settings: Settings,
+    store: JobStore,
+    scheduler: Scheduler,
+    identity: NodeIdentity,
+    stop: asyncio.Event,
+    *,
+    webhooks: WebhookHooks | None = None,
+    deliverer: OutboxDeliverer | None = None,
+) -> None:
+    """The embed gateway source as one task (see :class:`EmbedSource`)."""
+    source = EmbedSource(
+        settings, store, scheduler, identity, webhooks=webhooks, deliverer=deliverer
+    )
+    await source.run(stop)
+
+
+__all__ = ["EmbedGatewayClient", "EmbedSource", "run_embed_source"]

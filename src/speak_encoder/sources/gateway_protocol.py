@@ -1,0 +1,329 @@
+"""What both 3Speak gateways share on the wire (protocols.md §2, §3): HTTP, JWS-POSTs, answers.
+
+* :class:`GatewayHttp` sends ``GET /api/v0/gateway/<route>`` and JWS-POSTs (``{"jws": <general
+  JWS>}``, signed by :meth:`~speak_encoder.node.identity.NodeIdentity.sign_jws`) with
+  ``User-Agent: speak-encoder/<version>``. It never raises for an HTTP status: every answer comes
+  back as a :class:`GatewayAnswer` (status, parsed JSON or ``None``, a short text), and only the
+  transport failures (connection refused, timeouts, TLS) become :class:`GatewayError`.
+* Callers turn answers into decisions with :func:`raise_for_answer` (the error tree below),
+  :func:`is_race_answer` (someone else got the job: skip silently), :func:`is_done_answer` (a
+  5xx that means "already finished") and :func:`is_not_ours_answer`.
+* :class:`Backoff` and :func:`jittered` give the waits: gateway errors are retried with
+  exponential back-off and jitter, never a crash.
+
+Errors (all :class:`~speak_encoder.errors.UpstreamError`, i.e. retryable)::
+
+    GatewayError              a gateway did not answer, answered 5xx/429 or something unreadable
+    ├── GatewayAuthRejected   401/403: the gateway refused our signature (check ENCODER_PRIVATE_KEY)
+    └── GatewayRejected       another 4xx: this request will not succeed as it is
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import json
+import random
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
+
+import httpx
+
+from speak_encoder import USER_AGENT
+from speak_encoder.errors import UpstreamError
+
+if TYPE_CHECKING:
+    from speak_encoder.node.identity import NodeIdentity
+    from speak_encoder.node.scheduler import Scheduler
+    from speak_encoder.node.store import JobStore
+
+#: Every route of both gateways lives under this path.
+ROUTE_PREFIX: Final = "/api/v0/gateway/"
+#: Words of an ``acceptJob`` answer meaning "someone else got it" (§2).
+RACE_WORDS: Final = ("already", "accepted", "not assigned", "invalid state")
+#: Words of a ``finishJob`` 5xx meaning "already done": a success (§2).
+DONE_WORDS: Final = ("already", "completed", "duplicate")
+#: Words of a ``pingJob``/``finishJob`` 4xx meaning "this job is not yours (any more)" (a guess:
+#: the real gateway's wording is not documented; ownership is always confirmed by ``jobstatus``).
+NOT_OURS_WORDS: Final = ("not assigned", "another", "not your", "not owned", "reassigned")
+#: Characters of a non-JSON body kept for messages (never a whole HTML page in a log).
+TEXT_KEPT: Final = 200
+#: Spread of the jitter applied to every wait (± 20 %).
+JITTER: Final = 0.2
+#: The hint every log line about a refused signature carries.
+KEY_HINT: Final = "check ENCODER_PRIVATE_KEY"
+
+
+class GatewayError(UpstreamError):
+    """A gateway did not answer, answered 5xx/429 or sent something unreadable."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GatewayAuthRejected(GatewayError):
+    """401/403: the gateway refused the node's signature."""
+
+
+class GatewayRejected(GatewayError):
+    """A 4xx other than 401/403/404/429: this request will not succeed as it is."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayAnswer:
+    """One HTTP answer of a gateway. ``data`` is the parsed JSON body (``None`` if not JSON)."""
+
+    route: str
+    status: int
+    data: Any
+    text: str  # the body's first TEXT_KEPT characters (or "an HTML page")
+
+    @property
+    def ok(self) -> bool:
+        """2xx, and not a JSON ``{"success": false}``."""
+        if not 200 <= self.status < 300:
+            return False
+        return not (isinstance(self.data, dict) and self.data.get("success") is False)
+
+    @property
+    def obj(self) -> dict[str, Any] | None:
+        return self.data if isinstance(self.data, dict) else None
+
+    @property
+    def message(self) -> str:
+        """The gateway's own words: ``message`` or ``error`` of a JSON body, else the text."""
+        if isinstance(self.data, dict):
+            for key in ("message", "error", "detail"):
+                value = self.data.get(key)
+                if isinstance(value, str) and value:
+                    return value[:TEXT_KEPT]
+                if isinstance(value, dict) and isinstance(value.get("message"), str):
+                    return str(value["message"])[:TEXT_KEPT]
+        return self.text
+
+    def describe(self) -> str:
+        """``HTTP 500: <message>`` for logs and errors."""
+        message = self.message
+        return f"HTTP {self.status}" + (f": {message}" if message else "")
+
+
+def _body_text(response: httpx.Response) -> str:
+    text = response.text.strip()
+    head = text[:64].lower()
+    if head.startswith(("<!doctype", "<html", "<?xml", "<head", "<body")):
+        return "an HTML page (a proxy or error page)"
+    return " ".join(text[:TEXT_KEPT].split())
+
+
+def _answer(route: str, response: httpx.Response) -> GatewayAnswer:
+    data: Any = None
+    if response.content:
+        try:
+            data = json.loads(response.content)
+        except (ValueError, UnicodeDecodeError):
+            data = None
+    return GatewayAnswer(route, response.status_code, data, _body_text(response))
+
+
+class GatewayHttp:
+    """HTTP to one gateway: GETs and JWS-POSTs under ``/api/v0/gateway/``.
+
+    The ``httpx.AsyncClient`` is created on first use and re-created after :meth:`aclose`, so a
+    late call (e.g. ``rejectJob`` during shutdown) still works.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        identity: NodeIdentity,
+        *,
+        timeout: float,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.identity = identity
+        self.timeout = timeout
+        self._transport = transport
+        self._client: httpx.AsyncClient | None = None
+
+    def url(self, route: str) -> str:
+        return f"{self.base_url}{ROUTE_PREFIX}{route}"
+
+    def _http(self) -> httpx.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            self._client = httpx.AsyncClient(
+                timeout=httpx.Timeout(self.timeout),
+                headers={"User-Agent": USER_AGENT, "Accept": "application/json"},
+                transport=self._transport,
+                follow_redirects=False,
+            )
+        return self._client
+
+    async def aclose(self) -> None:
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def _send(self, method: str, route: str, body: dict[str, Any] | None) -> GatewayAnswer:
+        try:
+            if body is None:
+                response = await self._http().request(method, self.url(route))
+            else:
+                response = await self._http().request(method, self.url(route), json=body)
+        except httpx.TimeoutException:
+            raise GatewayError(
+                f"{route}: the gateway did not answer within {self.timeout:g} s"
+            ) from None
+        except httpx.HTTPError as exc:
+            reason = str(exc) or type(exc).__name__
+            raise GatewayError(f"{route}: cannot reach the gateway ({reason})") from None
+        return _answer(route, response)
+
+    async def get(self, route: str) -> GatewayAnswer:
+        return await self._send("GET", route, None)
+
+    async def post_jws(self, route: str, payload: dict[str, Any]) -> GatewayAnswer:
+        """POST ``{"jws": sign(payload)}``."""
+        return await self._send("POST", route, {"jws": self.identity.sign_jws(payload)})
+
+
+# --- reading answers ----------------------------------------------------------------------
+
+
+def is_race_answer(answer: GatewayAnswer) -> bool:
+    """400/409, or a refusal whose message says ``already``/``accepted``/``not assigned``/
+    ``invalid state``: another node got the job (§2). Never true for a success."""
+    if answer.ok:
+        return False
+    if answer.status in (400, 409):
+        return True
+    if answer.status in (401, 403) or (answer.status >= 500 and not answer.obj):
+        return False
+    lowered = answer.message.lower()
+    return any(word in lowered for word in RACE_WORDS)
+
+
+def is_done_answer(answer: GatewayAnswer) -> bool:
+    """A 5xx of ``finishJob`` whose message says ``already``/``completed``/``duplicate``."""
+    if answer.status < 500:
+        return False
+    lowered = answer.message.lower()
+    return any(word in lowered for word in DONE_WORDS)
+
+
+def is_not_ours_answer(answer: GatewayAnswer) -> bool:
+    """A refusal saying the job is not (or no longer) assigned to this node."""
+    if answer.ok or answer.status in (401, 403, 429) or answer.status >= 500:
+        return False
+    lowered = answer.message.lower()
+    return answer.status in (400, 404, 409, 410) or any(w in lowered for w in NOT_OURS_WORDS)
+
+
+def raise_for_answer(answer: GatewayAnswer) -> None:
+    """Raise the error a non-2xx (or ``success: false``) answer stands for."""
+    if answer.ok:
+        return
+    what = f"{answer.route}: {answer.describe()}"
+    if answer.status in (401, 403):
+        raise GatewayAuthRejected(
+            f"{what} — the gateway refused this node's signature ({KEY_HINT})",
+            status=answer.status,
+        )
+    if answer.status >= 500 or answer.status == 429 or 200 <= answer.status < 300:
+        raise GatewayError(what, status=answer.status)
+    raise GatewayRejected(what, status=answer.status)
+
+
+def json_object(answer: GatewayAnswer) -> dict[str, Any]:
+    """The answer's JSON object, or :class:`GatewayError` (broken JSON, an HTML page …)."""
+    raise_for_answer(answer)
+    if answer.obj is None:
+        shown = answer.text or "an empty body"
+        raise GatewayError(
+            f"{answer.route}: the gateway answered {shown!r} instead of a JSON object",
+            status=answer.status,
+        )
+    return answer.obj
+
+
+# --- waits --------------------------------------------------------------------------------
+
+
+def jittered(seconds: float, spread: float = JITTER) -> float:
+    """``seconds`` ± ``spread`` (a fraction), never negative."""
+    return max(0.0, seconds * (1 + random.uniform(-spread, spread)))  # noqa: S311 - not crypto
+
+
+class Backoff:
+    """Exponential back-off with jitter: ``base × 2^(failures-1)``, capped; :meth:`reset` on
+    success."""
+
+    def __init__(self, base: float, cap: float) -> None:
+        self.base = base
+        self.cap = max(base, cap)
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        return jittered(min(self.cap, self.base * 2 ** min(self.failures - 1, 30)))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+async def sleep_until(stop: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` or until ``stop`` is set; ``True`` if stopped."""
+    if stop.is_set():
+        return True
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=max(0.0, seconds))
+    except TimeoutError:
+        return False
+    return True
+
+
+# --- small shared helpers -------------------------------------------------------------------
+
+
+def iso_now() -> str:
+    """UTC now as JavaScript's ``Date.toISOString()`` writes it (``2024-01-02T03:04:05.678Z``)."""
+    now = dt.datetime.now(dt.UTC)
+    return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+async def free_capacity(scheduler: Scheduler, store: JobStore) -> int:
+    """Jobs this node may still take: free scheduler slots minus jobs already waiting.
+
+    Zero while the scheduler is not accepting (shutdown, memory or disk pause), so a gateway
+    poller never holds more jobs than it can start.
+    """
+    if not scheduler.accepting:
+        return 0
+    slots = scheduler.free_slots
+    counts = await asyncio.to_thread(store.counts)
+    waiting = counts.get("queued", 0) + counts.get("retry_wait", 0)
+    return max(0, slots - waiting)
+
+
+__all__ = [
+    "DONE_WORDS",
+    "KEY_HINT",
+    "RACE_WORDS",
+    "ROUTE_PREFIX",
+    "Backoff",
+    "GatewayAnswer",
+    "GatewayAuthRejected",
+    "GatewayError",
+    "GatewayHttp",
+    "GatewayRejected",
+    "free_capacity",
+    "is_done_answer",
+    "is_not_ours_answer",
+    "is_race_answer",
+    "iso_now",
+    "jittered",
+    "json_object",
+    "raise_for_answer",
+    "sleep_until",
+]

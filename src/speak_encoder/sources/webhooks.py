@@ -1,0 +1,552 @@
+"""Webhooks of direct and embed jobs (protocols.md §5): progress, completion, failure.
+
+* **Progress** — :meth:`WebhookHooks.progress` (called by the scheduler about every 2 s) POSTs
+  ``{"owner","permlink","progress","stage"}`` to ``<webhook_url without trailing />/progress``,
+  at most one per ``PROGRESS_MIN_INTERVAL_S`` per job unless the overall progress moved
+  ``PROGRESS_MIN_STEP`` points (one throttle across all stages; ``progress`` is the job's
+  overall 0..100 figure, ``stage`` is ``download``/``probe``/``plan``/``encode``/``verify``/
+  ``upload``/``report``). Fire-and-forget: ``PROGRESS_TIMEOUT_S``, at most
+  ``PROGRESS_MAX_IN_FLIGHT`` pings at once (more are dropped, never queued), failures logged.
+* **Completion / failure** — :meth:`WebhookHooks.report` and :meth:`WebhookHooks.failed` never
+  call out: they put the body, serialised once, into the job store's outbox with the
+  idempotency key ``<job_id>:complete`` / ``<job_id>:failed`` (a second enqueue is a no-op).
+  :class:`OutboxDeliverer` delivers due items at least once, surviving restarts:
+  ``WEBHOOK_TIMEOUT`` per request; network errors, 5xx, 408 and 429 are retried after
+  ``WEBHOOK_RETRY_BASE × 2^n`` (capped at ``WEBHOOK_RETRY_MAX``, ±10 % jitter); other 4xx and
+  3xx (redirects are not followed) give up at once; ``WEBHOOK_MAX_ATTEMPTS`` failures give up.
+
+Every POST carries ``Content-Type: application/json``, ``User-Agent: speak-encoder/<version>``,
+``X-API-Key: <request.api_key>``, and, when ``WEBHOOK_SECRET`` is set,
+``X-Speak-Signature: t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>`` (verify with
+:func:`verify_signature`); completion and failure carry ``Idempotency-Key: <job_id>:<event>``.
+
+Before each POST the URL goes through the SSRF guard again (:class:`~speak_encoder.sources.ssrf.
+UrlGuard`) and the request is sent to the address that was checked (see ``ssrf`` for DNS
+rebinding). ``job_id`` in a body is the job's ``external_id`` when its source set one, else the
+node's job id (what ``POST /encode`` returned).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+import logging
+import random
+import ssl
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from speak_encoder import USER_AGENT
+from speak_encoder.config import Settings
+from speak_encoder.errors import NetworkError
+from speak_encoder.node.models import Job, OutboxItem, Stage
+from speak_encoder.node.store import JobStore
+from speak_encoder.sources.direct_request import WIRE_STAGES, overall_progress, public_error
+from speak_encoder.sources.ssrf import PinnedUrl, UnsafeUrl, UrlGuard
+
+log = logging.getLogger(__name__)
+
+#: The master playlist's name in a published folder (``pipeline.ffmpeg.MASTER_NAME``; not
+#: imported from there so that an idle node does not load the encoding pipeline).
+MASTER_NAME = "manifest.m3u8"
+#: Outbox ``kind`` of completion and failure webhooks.
+OUTBOX_KIND = "webhook"
+#: Progress pings: timeout, throttle, concurrency and how many jobs' throttles are remembered.
+PROGRESS_TIMEOUT_S = 5.0
+PROGRESS_MIN_INTERVAL_S = 10.0
+PROGRESS_MIN_STEP = 5
+PROGRESS_MAX_IN_FLIGHT = 8
+PROGRESS_TRACKED_JOBS = 1024
+#: Outbox delivery: seconds between passes (a new item wakes it), items per pass, parallel POSTs.
+DELIVERY_POLL_S = 5.0
+DELIVERY_BATCH = 200
+DELIVERY_CONCURRENCY = 8
+#: Jitter of a delivery back-off (± this fraction).
+DELIVERY_JITTER = 0.1
+#: HTTP statuses that mean "try again later" although they are 4xx.
+RETRY_4XX = frozenset({408, 425, 429})
+#: A signature older than this (seconds) fails :func:`verify_signature`.
+SIGNATURE_TOLERANCE_S = 300.0
+
+SIGNATURE_HEADER = "X-Speak-Signature"
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+
+
+# --- bodies -----------------------------------------------------------------------------------
+
+
+def iso_utc(epoch: float) -> str:
+    """``2026-11-28T15:24:58.236Z`` (what the existing encoder sent)."""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds")[:-6] + "Z"
+
+
+def _job_id(job: Job) -> str:
+    return job.external_id or job.id
+
+
+def _processing_seconds(job: Job, now: float) -> float:
+    started = job.started_at if job.started_at is not None else job.created_at
+    return round(max(0.0, now - started), 3)
+
+
+def completion_body(
+    job: Job, result: dict[str, Any], settings: Settings, *, now: float
+) -> dict[str, Any]:
+    """The completion webhook (protocols.md §5) for ``job`` with the runner's ``result``."""
+    request = job.request
+    cid = str(result["cid"])
+    qualities = result.get("qualities_encoded")
+    if qualities is None:
+        qualities = [r["name"] for r in result.get("renditions") or []]
+    body: dict[str, Any] = {
+        "owner": request.get("owner"),
+        "permlink": request.get("permlink"),
+        "input_cid": request.get("input_cid"),
+        "status": "complete",
+        "progress": 100,
+        "manifest_cid": cid,
+        "video_url": f"ipfs://{cid}/{MASTER_NAME}",
+        "job_id": _job_id(job),
+        "processing_time_seconds": _processing_seconds(job, now),
+        "qualities_encoded": [str(q) for q in qualities],
+        "encoder_id": settings.node_name,
+        "timestamp": iso_utc(now),
+    }
+    for optional in ("frontend_app", "originalFilename"):
+        if request.get(optional) is not None:
+            body[optional] = request[optional]
+    return body
+
+
+def failure_body(job: Job, error: str, settings: Settings, *, now: float) -> dict[str, Any]:
+    """The failure webhook (protocols.md §5): sent once, when the job failed for good."""
+    request = job.request
+    return {
+        "owner": request.get("owner"),
+        "permlink": request.get("permlink"),
+        "input_cid": request.get("input_cid"),
+        "status": "failed",
+        "job_id": _job_id(job),
+        "processing_time_seconds": _processing_seconds(job, now),
+        "qualities_encoded": [],
+        "encoder_id": settings.node_name,
+        "error": public_error(error, settings),
+        "timestamp": iso_utc(now),
+    }
+
+
+def progress_url(webhook_url: str) -> str:
+    return webhook_url.rstrip("/") + "/progress"
+
+
+def dumps(body: dict[str, Any]) -> str:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+
+
+# --- signatures -------------------------------------------------------------------------------
+
+
+def sign(secret: str, timestamp: int, body: bytes) -> str:
+    """``t=<unix>,v1=<hex HMAC-SHA256(secret, "<t>.<body>")>``."""
+    mac = hmac.new(secret.encode(), f"{timestamp}.".encode() + body, hashlib.sha256)
+    return f"t={timestamp},v1={mac.hexdigest()}"
+
+
+def verify_signature(
+    secret: str,
+    header: str,
+    body: bytes,
+    *,
+    now: float | None = None,
+    tolerance: float = SIGNATURE_TOLERANCE_S,
+) -> bool:
+    """Check an ``X-Speak-Signature`` header (for receivers and tests), in constant time."""
+    fields: dict[str, list[str]] = {}
+    for part in header.split(","):
+        key, _, value = part.strip().partition("=")
+        fields.setdefault(key, []).append(value)
+    try:
+        timestamp = int(fields["t"][0])
+    except (KeyError, ValueError):
+        return False
+    if abs((time.time() if now is None else now) - timestamp) > tolerance:
+        return False
+    expected = sign(secret, timestamp, body).split("v1=", 1)[1]
+    return any(hmac.compare_digest(expected, v) for v in fields.get("v1", []))
+
+
+def _base_headers(request: dict[str, Any]) -> dict[str, str]:
+    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
+    api_key = request.get("api_key")
+    if isinstance(api_key, str) and api_key:
+        headers["X-API-Key"] = api_key
+    return headers
+
+
+def _host_of(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or "?"
+    except ValueError:
+        return "?"
+
+
+class _Sender:
+    """One POST to a checked, pinned address (a fresh connection each time: no TLS session
+    made for one host name is ever reused for another)."""
+
+    def __init__(self, settings: Settings, guard: UrlGuard | None) -> None:
+        self.settings = settings
+        self.guard = guard or UrlGuard.from_settings(settings)
+        self._ssl: ssl.SSLContext | None = None
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        if self._ssl is None:
+            self._ssl = httpx.create_ssl_context()
+        return self._ssl
+
+    def signed(self, headers: dict[str, str], body: bytes, now: float) -> dict[str, str]:
+        secret = self.settings.webhook_secret
+        if secret is not None and secret.get_secret_value():
+            headers = {**headers, SIGNATURE_HEADER: sign(secret.get_secret_value(), int(now), body)}
+        return headers
+
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], *, timeout: float, what: str
+    ) -> httpx.Response:
+        async with asyncio.timeout(timeout):
+            pinned: PinnedUrl = await self.guard.pin(url, what=what)
+        async with httpx.AsyncClient(
+            timeout=timeout, follow_redirects=False, verify=self._ssl_context()
+        ) as client:
+            return await client.post(
+                pinned.connect_url,
+                content=body,
+                headers={**headers, "Host": pinned.host_header},
+                extensions={"sni_hostname": pinned.host},
+            )
+
+
+# --- the hooks --------------------------------------------------------------------------------
+
+
+class ProgressThrottle:
+    """≤ 1 ping per ``interval`` per job unless progress moved ``step`` points (bounded)."""
+
+    def __init__(
+        self,
+        *,
+        interval: float = PROGRESS_MIN_INTERVAL_S,
+        step: int = PROGRESS_MIN_STEP,
+        max_jobs: int = PROGRESS_TRACKED_JOBS,
+    ) -> None:
+        self.interval = interval
+        self.step = step
+        self.max_jobs = max_jobs
+        self._last: OrderedDict[str, tuple[float, int, str]] = OrderedDict()
+
+    def due(self, job_id: str, progress: int, stage: str, now: float) -> bool:
+        last = self._last.get(job_id)
+        if last is not None:
+            at, value, last_stage = last
+            if value == progress and last_stage == stage:
+                return False
+            if now - at < self.interval and abs(progress - value) < self.step:
+                return False
+        return True
+
+    def sent(self, job_id: str, progress: int, stage: str, now: float) -> None:
+        self._last[job_id] = (now, progress, stage)
+        self._last.move_to_end(job_id)
+        while len(self._last) > self.max_jobs:
+            self._last.popitem(last=False)
+
+    def forget(self, job_id: str) -> None:
+        self._last.pop(job_id, None)
+
+
+class WebhookHooks:
+    """:class:`~speak_encoder.sources.hooks.SourceHooks` of direct and embed jobs.
+
+    ``clock`` (monotonic) drives the progress throttle, ``wall_clock`` the timestamps; both
+    are injectable for tests. ``on_enqueue`` is called after a completion/failure was queued
+    (wire it to :meth:`OutboxDeliverer.notify`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        *,
+        guard: UrlGuard | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
+        on_enqueue: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.wall_clock = wall_clock
+        self.on_enqueue = on_enqueue
+        self.throttle = ProgressThrottle()
+        self._sender = _Sender(settings, guard)
+        self._inflight: set[asyncio.Task[None]] = set()
+
+    # --- progress (fire-and-forget) -------------------------------------------------------
+
+    def progress(self, job: Job, stage: Stage, fraction: float) -> None:
+        url = job.request.get("webhook_url")
+        if not isinstance(url, str) or not url:
+            return
+        value = overall_progress(stage, fraction)
+        word = WIRE_STAGES.get(stage, str(stage))
+        now = self.clock()
+        if not self.throttle.due(job.id, value, word, now):
+            return
+        if len(self._inflight) >= PROGRESS_MAX_IN_FLIGHT:
+            log.debug("progress ping of job %s dropped: %d pings in flight", job.id, value)
+            return
+        self.throttle.sent(job.id, value, word, now)
+        body = {
+            "owner": job.request.get("owner"),
+            "permlink": job.request.get("permlink"),
+            "progress": value,
+            "stage": word,
+        }
+        task = asyncio.get_running_loop().create_task(
+            self._ping(job.id, progress_url(url), dumps(body).encode(), _base_headers(job.request)),
+            name=f"progress-{job.id}",
+        )
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+
+    async def _ping(self, job_id: str, url: str, body: bytes, headers: dict[str, str]) -> None:
+        try:
+            response = await self._sender.post(
+                url,
+                body,
+                self._sender.signed(headers, body, self.wall_clock()),
+                timeout=PROGRESS_TIMEOUT_S,
+                what="webhook_url",
+            )
+            if response.status_code >= 400:
+                log.debug("progress ping of job %s: HTTP %d", job_id, response.status_code)
+        except UnsafeUrl as exc:
+            log.warning("progress ping of job %s refused: %s", job_id, exc.message)
+        except (httpx.HTTPError, NetworkError, TimeoutError, OSError) as exc:
+            log.debug("progress ping of job %s to %s failed: %s", job_id, _host_of(url), exc)
+
+    async def wait_idle(self) -> None:
+        """Wait for the progress pings in flight (tests, orderly shutdown)."""
+        while self._inflight:
+            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+
+    async def aclose(self) -> None:
+        """Cancel the progress pings still in flight (at shutdown)."""
+        tasks = list(self._inflight)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # --- completion and failure (through the outbox) ----------------------------------------
+
+    def _enqueue(self, job: Job, body: dict[str, Any], event: str) -> tuple[str, bool]:
+        url = str(job.request["webhook_url"])
+        key = f"{job.id}:{event}"
+        headers = {**_base_headers(job.request), IDEMPOTENCY_HEADER: f"{_job_id(job)}:{event}"}
+        added = self.store.outbox_add(
+            job_id=job.id,
+            kind=OUTBOX_KIND,
+            target=url,
+            payload={"event": event, "body": dumps(body)},
+            headers=headers,
+            idempotency_key=key,
+        )
+        return key, added
+
+    async def report(self, job: Job, result: dict[str, Any]) -> dict[str, Any]:
+        self.throttle.forget(job.id)
+        if not job.request.get("webhook_url"):
+            log.warning("job %s has no webhook_url: nothing to report", job.id)
+            return {"webhook": None}
+        body = completion_body(job, result, self.settings, now=self.wall_clock())
+        key, added = await asyncio.to_thread(self._enqueue, job, body, "complete")
+        if added:
+            log.info("🔔 job %s: completion webhook queued", job.id)
+        if self.on_enqueue is not None:
+            self.on_enqueue()
+        return {"webhook": "complete", "idempotency_key": key, "queued": added}
+
+    async def failed(self, job: Job, error: str, kind: str) -> None:
+        self.throttle.forget(job.id)
+        if not job.request.get("webhook_url"):
+            return
+        body = failure_body(job, error, self.settings, now=self.wall_clock())
+        _, added = await asyncio.to_thread(self._enqueue, job, body, "failed")
+        if added:
+            log.info("🔔 job %s: failure webhook queued (%s)", job.id, kind)
+        if self.on_enqueue is not None:
+            self.on_enqueue()
+
+    async def released(self, job: Job) -> None:
+        self.throttle.forget(job.id)
+
+
+# --- the outbox -------------------------------------------------------------------------------
+
+
+class OutboxDeliverer:
+    """Delivers the outbox's webhook items (kind ``webhook``) at least once; other kinds are
+    left to their own deliverers."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: JobStore,
+        *,
+        guard: UrlGuard | None = None,
+        clock: Callable[[], float] = time.time,
+        poll_interval: float = DELIVERY_POLL_S,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.jitter = jitter
+        self._sender = _Sender(settings, guard)
+        self._wake = asyncio.Event()
+
+    def notify(self) -> None:
+        """Something was queued: deliver now rather than at the next poll."""
+        self._wake.set()
+
+    def backoff(self, failures: int) -> float:
+        """Seconds before the next attempt after ``failures`` failed deliveries (≥ 1)."""
+        base = self.settings.webhook_retry_base * 2.0 ** max(0, failures - 1)
+        delay = min(base, self.settings.webhook_retry_max)
+        return float(delay * (1 - DELIVERY_JITTER + 2 * DELIVERY_JITTER * self.jitter()))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver due items until ``stop`` is set (errors are logged, never fatal)."""
+        while not stop.is_set():
+            self._wake.clear()
+            try:
+                await self.deliver_due()
+            except Exception:
+                log.exception("webhook delivery pass failed (will try again)")
+            waiters = [
+                asyncio.ensure_future(self._wake.wait()),
+                asyncio.ensure_future(stop.wait()),
+            ]
+            await asyncio.wait(
+                waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+            )
+            for waiter in waiters:
+                waiter.cancel()
+
+    async def deliver_due(self) -> int:
+        """One pass over the due webhook items; returns how many were attempted."""
+        items = await asyncio.to_thread(
+            self.store.outbox_due, now=self.clock(), limit=DELIVERY_BATCH
+        )
+        mine = [item for item in items if item.kind == OUTBOX_KIND]
+        if not mine:
+            return 0
+        gate = asyncio.Semaphore(DELIVERY_CONCURRENCY)
+
+        async def one(item: OutboxItem) -> None:
+            async with gate:
+                await self.deliver(item)
+
+        await asyncio.gather(*(one(item) for item in mine))
+        return len(mine)
+
+    async def deliver(self, item: OutboxItem) -> str:
+        """Try ``item`` once; record the outcome: ``delivered``, ``retry`` or ``given_up``."""
+        body_text = item.payload.get("body")
+        if not isinstance(body_text, str):
+            await self._record(item, "the stored webhook has no body", retry=False)
+            return "given_up"
+        body = body_text.encode()
+        headers = self._sender.signed(dict(item.headers), body, self.clock())
+        host = _host_of(item.target)
+        try:
+            response = await self._sender.post(
+                item.target,
+                body,
+                headers,
+                timeout=self.settings.webhook_timeout,
+                what="webhook_url",
+            )
+        except UnsafeUrl as exc:
+            return await self._record(item, exc.message, retry=False)
+        except (httpx.HTTPError, NetworkError, TimeoutError, OSError) as exc:
+            reason = f"{type(exc).__name__}: {exc}".strip().rstrip(":")
+            return await self._record(item, f"{host}: {reason}"[:500], retry=True)
+        status = response.status_code
+        if 200 <= status < 300:
+            await asyncio.to_thread(self.store.outbox_delivered, item.id)
+            log.info("🔔 webhook %s delivered to %s (HTTP %d)", item.idempotency_key, host, status)
+            return "delivered"
+        error = f"{host} answered HTTP {status} {response.reason_phrase}".strip()
+        if 300 <= status < 400:
+            return await self._record(item, error + " (redirects are not followed)", retry=False)
+        retry = status >= 500 or status in RETRY_4XX
+        return await self._record(item, error, retry=retry, retry_after=_retry_after(response))
+
+    async def _record(
+        self, item: OutboxItem, error: str, *, retry: bool, retry_after: float | None = None
+    ) -> str:
+        failures = item.attempts + 1
+        given_up = not retry or failures >= self.settings.webhook_max_attempts
+        next_at: float | None = None
+        if not given_up:
+            delay = self.backoff(failures)
+            if retry_after is not None:
+                delay = max(delay, min(retry_after, self.settings.webhook_retry_max))
+            next_at = self.clock() + delay
+        await asyncio.to_thread(
+            self.store.outbox_failed, item.id, error=error, next_attempt_at=next_at
+        )
+        if given_up:
+            log.error(
+                "🔕 webhook %s given up after %d attempt(s): %s",
+                item.idempotency_key, failures, error,
+            )  # fmt: skip
+            return "given_up"
+        log.warning(
+            "🔁 webhook %s attempt %d failed: %s; next in %.0f s",
+            item.idempotency_key, failures, error, (next_at or 0) - self.clock(),
+        )  # fmt: skip
+        return "retry"
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    value = response.headers.get("Retry-After", "")
+    try:
+        seconds = float(value)
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
+__all__ = [
+    "OUTBOX_KIND",
+    "OutboxDeliverer",
+    "ProgressThrottle",
+    "WebhookHooks",
+    "completion_body",
+    "failure_body",
+    "iso_utc",
+    "progress_url",
+    "sign",
+    "verify_signature",
+]
