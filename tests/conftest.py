@@ -7,4 +7,5 @@ pytest_plugins = [
     "tests.support.ipfs_fixtures",
     "tests.support.store_fixtures",
     "tests.support.node_fixtures",
+    "tests.support.webhook_fixtures",
 ]

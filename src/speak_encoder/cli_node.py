@@ -48,6 +48,25 @@ def _line(job: Job) -> str:
     )
 
 
+def cmd_hardware(args: argparse.Namespace, settings: Settings) -> int:
+    from speak_encoder.pipeline.encode_job import hardware_report
+
+    if not settings.hardware_acceleration:
+        print("HARDWARE_ACCELERATION=false: every job uses libx264")
+        return 0
+    report = asyncio.run(hardware_report(settings, redetect=args.redetect))
+    if args.json:
+        print(json.dumps({
+            "ffmpeg_version": report.ffmpeg_version, "listed": list(report.listed),
+            "candidates": list(report.candidates), "working": list(report.working),
+            "broken": dict(report.broken), "detect_failures": dict(report.detect_failures),
+            "best": report.best, "from_cache": report.from_cache,
+        }))  # fmt: skip
+    else:
+        print(report.summary())
+    return 0
+
+
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from speak_encoder.node.service import Service
 
@@ -57,7 +76,7 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     # httpx logs every request URL at INFO: signed URLs and tokens in query strings must not
     # reach the log.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    service = Service(settings)
+    service = Service(settings, redetect=args.redetect)
     return asyncio.run(service.serve())
 
 
@@ -144,7 +163,19 @@ def add_node_commands(sub: Any) -> None:
         description="Run the node: take jobs from the store and the configured job sources, "
         "encode, publish, report. SIGTERM/Ctrl-C stops gracefully (twice: at once).",
     )
+    run.add_argument("--redetect", action="store_true", help="detect hardware encoders again")
     run.set_defaults(func=cmd_run)
+
+    hardware = sub.add_parser(
+        "hardware",
+        help="show (or re-detect) the hardware encoders jobs will use",
+        description="Which of h264_nvenc, h264_vaapi, h264_qsv this ffmpeg has, which devices "
+        "exist, and which passed a real test encode through the production pipeline. Cached "
+        "in DATA_DIR/hardware.json until ffmpeg or the devices change.",
+    )
+    hardware.add_argument("--redetect", action="store_true", help="ignore the cache")
+    hardware.add_argument("--json", action="store_true")
+    hardware.set_defaults(func=cmd_hardware)
 
     submit = sub.add_parser("submit", help="queue a job for the node (prints its id)")
     submit.add_argument("source", metavar="SOURCE")

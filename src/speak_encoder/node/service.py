@@ -64,8 +64,10 @@ class Service:
         settings: Settings,
         *,
         hooks: Mapping[SourceKind, SourceHooks] | None = None,
+        redetect: bool = False,
     ) -> None:
         self.settings = settings
+        self.redetect = redetect
         self.node = settings.node_name
         self.store = JobStore.from_settings(settings)
         self.scheduler = Scheduler(settings, self.store, node=self.node, hooks=hooks)
@@ -80,6 +82,9 @@ class Service:
             pruners=[self.scheduler.results.prune],
         )
         self.started_at = time.time()
+        self.ready = False
+        self.exit_code = 0
+        self._closers: list[Callable[[], Awaitable[None]]] = []
         self.stop = asyncio.Event()
         self._signals = 0
 
@@ -93,6 +98,29 @@ class Service:
             "folder(s) removed",
             self.node, version, len(recovered), len(removed),
         )  # fmt: skip
+
+    async def _detect_hardware(self) -> None:
+        """Hardware encoders, tested once at start (cached in DATA_DIR) — never fatal."""
+        if not self.settings.hardware_acceleration:
+            log.info("🎛️ HARDWARE_ACCELERATION=false: jobs use libx264")
+            return
+        from speak_encoder.pipeline.encode_job import hardware_report
+
+        try:
+            report = await hardware_report(self.settings, redetect=self.redetect)
+        except Exception as exc:
+            log.warning("🎛️ hardware detection failed (%s): jobs use libx264", exc)
+            return
+        log.info("🎛️ hardware: %s", report.summary())
+
+    def _source_ended(self, task: asyncio.Future[None]) -> None:
+        """A job source must run until the node stops: if one dies, the node stops too."""
+        if task.cancelled() or self.stop.is_set():
+            return
+        error = task.exception()
+        log.error("a job source stopped: %s — stopping the node", error or "it returned")
+        self.exit_code = 1
+        self.stop.set()
 
     def _on_signal(self, signum: int) -> None:
         self._signals += 1
@@ -125,8 +153,52 @@ class Service:
             log.info("🗑️ pruned %d finished job(s) older than %g days", removed,
                      self.settings.history_days)  # fmt: skip
 
+    def _job_sources(self) -> list[Awaitable[None]]:
+        """Start the configured job sources; their hooks are registered before any claim.
+
+        Imported only when enabled: a node without remote sources stays small. Webhook
+        delivery also runs when the outbox still holds reports from an earlier run.
+        """
+        settings, store, scheduler = self.settings, self.store, self.scheduler
+        runs: list[Awaitable[None]] = []
+        webhooks = deliverer = None
+        pending = store.outbox_counts().get("pending", 0)
+        if settings.direct_api_enabled or settings.embed_gateway_enabled or pending:
+            from speak_encoder.sources.webhooks import OutboxDeliverer, WebhookHooks
+
+            deliverer = OutboxDeliverer(settings, store)  # one per process
+            webhooks = WebhookHooks(settings, store, on_enqueue=deliverer.notify)
+            self._closers.append(webhooks.aclose)
+            scheduler.hooks = {**scheduler.hooks, SourceKind.DIRECT: webhooks,
+                               SourceKind.EMBED: webhooks}  # fmt: skip
+            runs.append(deliverer.run(self.stop))
+        if settings.direct_api_enabled:
+            from speak_encoder.sources.direct_api import create_app, serve
+
+            app = create_app(settings, store, scheduler.wake, ready=lambda: self.ready)
+            runs.append(serve(app, settings, stop=self.stop))
+            log.info("🔌 Direct API on http://%s:%d", settings.direct_api_host,
+                     settings.direct_api_port)  # fmt: skip
+        if settings.gateway_enabled or settings.embed_gateway_enabled:
+            from speak_encoder.node.identity import load_identity
+
+            identity = load_identity(settings)
+            log.info("🪪 node identity %s", identity.did)
+            if settings.gateway_enabled:
+                from speak_encoder.sources.gateway import GatewaySource
+
+                runs.append(GatewaySource(settings, store, scheduler, identity).run(self.stop))
+            if settings.embed_gateway_enabled:
+                from speak_encoder.sources.embed import EmbedSource
+
+                embed = EmbedSource(settings, store, scheduler, identity, webhooks=webhooks,
+                                    deliverer=deliverer)  # fmt: skip
+                runs.append(embed.run(self.stop))
+        return runs
+
     async def serve(self) -> int:
         await asyncio.to_thread(self.startup)
+        await self._detect_hardware()
         await asyncio.to_thread(self.monitor.check)  # guards apply before the first claim
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -137,16 +209,25 @@ class Service:
             asyncio.create_task(_every(PRUNE_INTERVAL_S, self._prune, "history prune")),
         ]
         try:
+            for run in self._job_sources():
+                task = asyncio.ensure_future(run)
+                task.add_done_callback(self._source_ended)
+                helpers.append(task)
             await self._prune()
+            self.ready = True
             await self.scheduler.run(self.stop)
         finally:
+            self.ready = False
             for task in helpers:
                 task.cancel()
             for task in helpers:
-                with contextlib.suppress(asyncio.CancelledError):
+                with contextlib.suppress(asyncio.CancelledError, Exception):
                     await task
+            for close in self._closers:
+                with contextlib.suppress(Exception):
+                    await close()
             for signum in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(signum)
             self.store.close()
         log.info("node %s stopped", self.node)
-        return 0
+        return self.exit_code

@@ -1,0 +1,170 @@
+"""End to end through a real `speak-encoder run`: Direct API in, signed webhooks out.
+
+The source video is added to the real (js-ipfs) test node; the node under test fetches it
+with `cat`, encodes, publishes to the same IPFS node and reports to a local webhook receiver.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from speak_encoder.node.models import JobState, Stage
+from speak_encoder.testing.ipfs_node import JsIpfsNode, free_port
+from tests.support.node_fixtures import NodeProcess
+from tests.support.webhook_fixtures import WebhookReceiver
+
+MakeNode = Callable[..., NodeProcess]
+API_KEY = "test-direct-api-key-0123456789"
+SECRET = "webhook-secret-for-tests"
+
+
+def ipfs_add(node: JsIpfsNode, path: Path) -> str:
+    with path.open("rb") as handle:
+        response = httpx.post(
+            f"{node.api_url}/api/v0/add",
+            params={"cid-version": "0", "pin": "true"},
+            files={"file": (path.name, handle, "application/octet-stream")},
+            timeout=60,
+        )
+    response.raise_for_status()
+    return str(json.loads(response.text.strip().splitlines()[-1])["Hash"])
+
+
+def direct_node(
+    make_node: MakeNode, ipfs_node: JsIpfsNode, **extra: str
+) -> tuple[NodeProcess, str]:
+    port = free_port()
+    node = make_node(
+        DIRECT_API_ENABLED="true",
+        DIRECT_API_PORT=str(port),
+        DIRECT_API_KEY=API_KEY,
+        WEBHOOK_SECRET=SECRET,
+        ALLOW_PRIVATE_URLS="true",  # the receiver is on 127.0.0.1
+        IPFS_API_ADDR=ipfs_node.api_url,
+        PUBLISH_TARGETS="local",
+        WEBHOOK_RETRY_BASE="0.2",
+        WEBHOOK_RETRY_MAX="1",
+        **extra,
+    )
+    return node, f"http://127.0.0.1:{port}"
+
+
+def wait_http(url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.2)
+    raise AssertionError("the Direct API never answered")
+
+
+def submit(api: str, cid: str, hook: str, **fields: object) -> dict[str, object]:
+    body = {"owner": "alice", "permlink": "my-video", "input_cid": cid, "short": False,
+            "webhook_url": hook, "api_key": "hook-key", "originalFilename": "clip.mp4",
+            "frontend_app": "tests", **fields}  # fmt: skip
+    response = httpx.post(f"{api}/encode", json=body, headers={"X-API-Key": API_KEY}, timeout=10)
+    assert response.status_code == 200, response.text
+    result: dict[str, object] = response.json()
+    return result
+
+
+@pytest.mark.slow
+def test_direct_api_job_to_signed_completion_webhook(
+    make_node: MakeNode, ipfs_node: JsIpfsNode, sample: Callable[[str], Path],
+    webhook_receiver: WebhookReceiver,
+) -> None:  # fmt: skip
+    cid = ipfs_add(ipfs_node, sample("hd720"))
+    node, api = direct_node(make_node, ipfs_node, ENCODER_PRESET="veryslow")  # pings to see
+    node.start()
+    wait_http(api)
+    hook = webhook_receiver.hook_url("done")
+    accepted = submit(api, f"ipfs://{cid}", hook, premium=True)
+    assert accepted["status"] == "queued" and accepted["message"] == "Job submitted successfully"
+    job_id = str(accepted["job_id"])
+    node.wait_for(job_id, lambda j: j.state is JobState.COMPLETE, what="completion")
+    webhook_receiver.wait_for(1, progress=False, timeout=30)
+    (completion,) = webhook_receiver.received(progress=False)
+    body = completion.json()
+    assert body["status"] == "complete" and body["job_id"] == job_id
+    assert body["input_cid"] == f"ipfs://{cid}"  # as submitted
+    assert body["qualities_encoded"] == ["720p", "480p"]  # the rungs really encoded
+    assert body["video_url"] == f"ipfs://{body['manifest_cid']}/manifest.m3u8"
+    assert body["manifest_cid"] == node.job(job_id).result["cid"]  # type: ignore[index]
+    assert completion.headers["x-api-key"] == "hook-key"
+    assert completion.headers["user-agent"].startswith("speak-encoder/")
+    assert completion.headers["idempotency-key"] == f"{job_id}:complete"
+    stamp, signature = (
+        p.split("=", 1)[1] for p in completion.headers["x-speak-signature"].split(",")
+    )
+    expected = hmac.new(SECRET.encode(), f"{stamp}.".encode() + completion.body, hashlib.sha256)
+    assert hmac.compare_digest(signature, expected.hexdigest())
+    pings = webhook_receiver.received(progress=True)
+    assert "encode" in {r.json()["stage"] for r in pings}
+    assert all(r.path == "/done/progress" for r in pings)
+    for before, after in zip(pings, pings[1:], strict=False):  # ≤ 1 per 10 s unless ≥ 5 points
+        moved = abs(after.json()["progress"] - before.json()["progress"])
+        assert (
+            after.at - before.at >= 9.5
+            or moved >= 5
+            or after.json()["stage"] != before.json()["stage"]
+        )
+    status = httpx.get(f"{api}/job/{job_id}", headers={"X-API-Key": API_KEY}).json()
+    assert status["status"] == "complete" and status["progress"] == 100
+    assert "/" not in json.dumps(status["result"]).replace("ipfs://", "").replace("/manifest", "")
+
+
+@pytest.mark.slow
+def test_failure_webhook_once_after_the_last_attempt(
+    make_node: MakeNode, ipfs_node: JsIpfsNode, sample: Callable[[str], Path],
+    webhook_receiver: WebhookReceiver,
+) -> None:  # fmt: skip
+    cid = ipfs_add(ipfs_node, sample("audio_only"))  # permanent: no video stream
+    node, api = direct_node(make_node, ipfs_node)
+    node.start()
+    wait_http(api)
+    job_id = str(submit(api, cid, webhook_receiver.hook_url("fail"))["job_id"])
+    node.wait_for(job_id, lambda j: j.state is JobState.FAILED, what="failure")
+    webhook_receiver.wait_for(1, progress=False, timeout=30)
+    time.sleep(2)
+    failures = webhook_receiver.received(progress=False)
+    assert len(failures) == 1
+    body = failures[0].json()
+    assert body["status"] == "failed" and "no video stream" in body["error"]
+    assert body["qualities_encoded"] == []
+
+
+@pytest.mark.slow
+def test_outbox_survives_kill9_between_publish_and_delivery(
+    make_node: MakeNode, ipfs_node: JsIpfsNode, sample: Callable[[str], Path],
+    webhook_receiver: WebhookReceiver,
+) -> None:  # fmt: skip
+    cid = ipfs_add(ipfs_node, sample("landscape"))
+    node, api = direct_node(make_node, ipfs_node)
+    node.start()
+    wait_http(api)
+    webhook_receiver.script(*([503] * 1000))  # the receiver is down: the report stays queued
+    job_id = str(submit(api, cid, webhook_receiver.hook_url("later"))["job_id"])
+    node.wait_for(job_id, lambda j: j.state is JobState.COMPLETE, what="completion")
+    webhook_receiver.wait_for(1, progress=False, timeout=30)
+    node.kill9()
+    webhook_receiver.script()  # the receiver is back
+    node.start()
+    webhook_receiver.wait_for(2, progress=False, timeout=60)
+    time.sleep(2)
+    delivered = [
+        r for r in webhook_receiver.received(progress=False) if r.json()["status"] == "complete"
+    ]
+    keys = {r.headers["idempotency-key"] for r in delivered}
+    assert keys == {f"{job_id}:complete"}
+    assert node.job(job_id).stage is Stage.REPORT
