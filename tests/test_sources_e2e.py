@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -112,7 +113,7 @@ def test_direct_api_job_to_signed_completion_webhook(
     pings = webhook_receiver.received(progress=True)
     assert "encode" in {r.json()["stage"] for r in pings}
     assert all(r.path == "/done/progress" for r in pings)
-    for before, after in zip(pings, pings[1:], strict=False):  # ≤ 1 per 10 s unless ≥ 5 points
+    for before, after in itertools.pairwise(pings):  # ≤ 1 per 10 s unless ≥ 5 points
         moved = abs(after.json()["progress"] - before.json()["progress"])
         assert (
             after.at - before.at >= 9.5
