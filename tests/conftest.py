@@ -8,4 +8,5 @@ pytest_plugins = [
     "tests.support.store_fixtures",
     "tests.support.node_fixtures",
     "tests.support.webhook_fixtures",
+    "tests.support.gateway_fixtures",
 ]

@@ -8,6 +8,7 @@ fetches, encodes, publishes to a real js-ipfs node and reports ``finishJob``.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -521,7 +522,7 @@ def test_end_to_end_encode_publish_finish_with_pings_in_every_stage(
     assert any(12 <= p["progressPct"] <= 88 for p in pings), pings  # encode
     assert any(92 <= p["progressPct"] <= 98 for p in pings), pings  # publish
     stamps = [c.at for c in gw.calls("pingJob")]
-    assert all(b - a >= 9.5 for a, b in zip(stamps, stamps[1:], strict=False)), stamps
+    assert all(b - a >= 9.5 for a, b in itertools.pairwise(stamps)), stamps
     assert len(gw.calls("acceptJob")) == 1
     assert node.terminate() == 0
 

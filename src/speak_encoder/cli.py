@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub: Any) -> None:
     """Sub-commands of the other parts: storage (cid, car, pins) and the node (run, jobs…)."""
+    from speak_encoder.cli_gateway import add_gateway_commands
     from speak_encoder.cli_identity import add_identity_commands
     from speak_encoder.cli_node import add_node_commands
     from speak_encoder.cli_storage import add_storage_commands
@@ -160,6 +161,7 @@ def _add_optional_commands(sub: Any) -> None:
     add_storage_commands(sub)
     add_node_commands(sub)
     add_identity_commands(sub)
+    add_gateway_commands(sub)
 
 
 _SETTING_FLAGS = (

@@ -23,7 +23,10 @@ node operator can act on and says whether trying again later can help::
     │   │   └── UnsupportedFileType        socket, device, dangling symlink …
     │   ├── CarError                       a CAR file cannot be written
     │   ├── IpfsRequestRejected            the IPFS node refused the request (HTTP 4xx)
-    │   └── CidMismatch                    the node's root CID differs from ours: never publish
+    │   ├── CidMismatch                    the node's root CID differs from ours: never publish
+    │   ├── UnsafeUrl                      a URL from outside resolves where the node must not go
+    │   ├── InvalidDid                     not an Ed25519 did:key
+    │   └── InvalidJws                     a JWS that cannot be trusted (malformed, bad signature)
     └── RetryableError                     the world may heal: try again later
         ├── NetworkError                   connection refused/reset, DNS, TLS, timeouts
         │   ├── IpfsUnavailable            cannot connect to an IPFS node / pinning service
@@ -36,12 +39,16 @@ node operator can act on and says whether trying again later can help::
         ├── ResourceError                  ffmpeg killed from outside (e.g. the OOM killer)
         ├── PublishIncomplete              PUBLISH_REQUIRED not met (the failures are queued)
         ├── QueueFull                      QUEUE_MAX jobs are waiting: submit again later
-        └── StoreUnavailable               the job store (database) cannot be reached
+        ├── StoreUnavailable               the job store (database) cannot be reached
+        ├── InternalError                  a bug: an exception outside this tree
+        └── GatewayError                   a 3Speak gateway failed, answered 5xx/429 or garbage
+            ├── GatewayAuthRejected        401/403: check ENCODER_PRIVATE_KEY
+            └── GatewayRejected            another 4xx
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Literal
 
 if TYPE_CHECKING:
     from speak_encoder.storage.targets import PublishResult
@@ -225,3 +232,49 @@ class QueueFull(RetryableError):
 
 class StoreUnavailable(RetryableError):
     """The job store (SQLite file or PostgreSQL server) cannot be reached."""
+
+
+# --- job sources: identity, URLs, gateways --------------------------------------------
+
+
+class UnsafeUrl(PermanentError):
+    """A URL from outside is refused: wrong scheme, user-info, or it resolves to an address
+    the node must not reach (loopback, private, link-local/metadata, the IPFS RPC …)."""
+
+
+JwsFailure = Literal["malformed", "unsupported_alg", "bad_signature", "did_mismatch"]
+
+
+class InvalidDid(PermanentError):
+    """A text is not an Ed25519 ``did:key`` (wrong method, multibase, multicodec or length)."""
+
+
+class InvalidJws(PermanentError):
+    """A JWS cannot be trusted: malformed, unsupported algorithm, bad signature, other signer.
+
+    ``reason`` tells which, for callers that answer differently (e.g. 400 vs 401).
+    """
+
+    def __init__(self, message: str, reason: JwsFailure) -> None:
+        super().__init__(message)
+        self.reason: JwsFailure = reason
+
+
+class InternalError(RetryableError):
+    """A bug: an exception outside the error tree. Retried like a transient failure."""
+
+
+class GatewayError(UpstreamError):
+    """A gateway did not answer, answered 5xx/429 or sent something unreadable."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class GatewayAuthRejected(GatewayError):
+    """401/403: the gateway refused the node's signature."""
+
+
+class GatewayRejected(GatewayError):
+    """A 4xx other than 401/403/404/429: this request will not succeed as it is."""

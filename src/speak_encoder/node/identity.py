@@ -38,12 +38,19 @@ import stat
 from collections.abc import Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Final, Literal, NoReturn
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from speak_encoder.errors import ConfigError, PermanentError, UsageError
+from speak_encoder.errors import (  # noqa: F401 (re-exported)
+    ConfigError,
+    InvalidDid,
+    InvalidJws,
+    JwsFailure,
+    PermanentError,
+    UsageError,
+)
 from speak_encoder.storage.cid import b58decode, b58encode
 
 if TYPE_CHECKING:
@@ -79,24 +86,6 @@ _MAX_SAFE_INTEGER: Final = 2**53 - 1
 _MAX_ARRAY_INDEX: Final = 2**32 - 2
 _B64URL_RE: Final = re.compile(r"[A-Za-z0-9_-]*")
 _LONE_SURROGATE_RE: Final = re.compile("[\ud800-\udfff]")
-
-JwsFailure = Literal["malformed", "unsupported_alg", "bad_signature", "did_mismatch"]
-
-
-class InvalidDid(PermanentError):
-    """A text is not an Ed25519 ``did:key`` (wrong method, multibase, multicodec or length)."""
-
-
-class InvalidJws(PermanentError):
-    """A JWS cannot be trusted: malformed, unsupported algorithm, bad signature, other signer.
-
-    ``reason`` tells which, for callers that answer differently (e.g. 400 vs 401).
-    """
-
-    def __init__(self, message: str, reason: JwsFailure) -> None:
-        super().__init__(message)
-        self.reason: JwsFailure = reason
-
 
 # --- base64url and the JS-compatible JSON ----------------------------------------------------
 

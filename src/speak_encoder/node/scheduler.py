@@ -23,6 +23,7 @@ from typing import Any
 from speak_encoder.config import Settings
 from speak_encoder.errors import (
     InsufficientDisk,
+    InternalError,
     JobCancelled,
     ResourceError,
     SpeakEncoderError,
@@ -54,12 +55,6 @@ CANCEL_OPERATOR = "operator"
 CANCEL_WATCHDOG = "watchdog"
 CANCEL_TIMEOUT = "timeout"
 CANCEL_LEASE_LOST = "lease lost"
-
-
-class InternalError(SpeakEncoderError):
-    """A bug: an exception outside the error tree. Retried like a transient failure."""
-
-    retryable = True
 
 
 @dataclass

@@ -87,6 +87,8 @@ log = logging.getLogger(__name__)
 PING_MIN_INTERVAL_S: Final = 10.0
 #: … and at least one per this many seconds (the gateway re-assigns after ~5 min without one).
 PING_KEEPALIVE_S: Final = 30.0
+#: Per-job ping states kept before those silent for an hour are dropped.
+PING_STATES_KEPT: Final = 256
 #: Seconds between two ``jobstatus`` ownership checks of a running job.
 OWNERSHIP_CHECK_S: Final = 60.0
 #: Outbox kinds of this module (the webhook deliverer leaves them alone).
@@ -334,10 +336,13 @@ class GatewayHooks:
     def progress(self, job: Job, stage: Stage, fraction: float) -> None:
         if not job.external_id:
             return
+        now = self.clock()
+        if len(self._pings) > PING_STATES_KEPT:  # jobs that ended without a hook (cancelled)
+            for stale in [k for k, v in self._pings.items() if now - (v.last_sent or now) > 3600]:
+                self._pings.pop(stale, None)
         state = self._pings.setdefault(job.id, _PingState())
         if state.lost or (state.task is not None and not state.task.done()):
             return
-        now = self.clock()
         pct, download = ping_figures(stage, fraction)
         if state.last_sent is not None:
             since = now - state.last_sent
@@ -593,6 +598,11 @@ class GatewaySource:
             except GatewayRejected as exc:
                 log.info("myJob not supported by this gateway (%s): getJob only", exc.message)
                 self.use_my_job = False
+        if offer is not None and str(offer.get("id")) in self._skipped:
+            # pre-assigned to us but refused: give it back, or myJob offers it forever
+            with contextlib.suppress(GatewayError):
+                await self.client.reject_job(str(offer.get("id")))
+            offer = None
         if offer is None:
             offer = await self.client.get_job()
         if offer is None:

@@ -30,7 +30,12 @@ from typing import TYPE_CHECKING, Any, Final
 import httpx
 
 from speak_encoder import USER_AGENT
-from speak_encoder.errors import UpstreamError
+from speak_encoder.errors import (  # noqa: F401 (re-exported)
+    GatewayAuthRejected,
+    GatewayError,
+    GatewayRejected,
+    UpstreamError,
+)
 
 if TYPE_CHECKING:
     from speak_encoder.node.identity import NodeIdentity
@@ -52,22 +57,6 @@ TEXT_KEPT: Final = 200
 JITTER: Final = 0.2
 #: The hint every log line about a refused signature carries.
 KEY_HINT: Final = "check ENCODER_PRIVATE_KEY"
-
-
-class GatewayError(UpstreamError):
-    """A gateway did not answer, answered 5xx/429 or sent something unreadable."""
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class GatewayAuthRejected(GatewayError):
-    """401/403: the gateway refused the node's signature."""
-
-
-class GatewayRejected(GatewayError):
-    """A 4xx other than 401/403/404/429: this request will not succeed as it is."""
 
 
 @dataclass(frozen=True, slots=True)

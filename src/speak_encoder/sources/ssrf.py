@@ -40,7 +40,10 @@ from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 import psutil
 
-from speak_encoder.errors import NetworkError, PermanentError
+from speak_encoder.errors import (
+    NetworkError,
+    UnsafeUrl,
+)
 
 if TYPE_CHECKING:
     from speak_encoder.config import Settings
@@ -56,11 +59,6 @@ MAX_URL_LENGTH = 2048
 _SHARED_CGNAT = ipaddress.ip_network("100.64.0.0/10")
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 _ALLOW_HINT = " (ALLOW_PRIVATE_URLS=true allows private addresses in a lab)"
-
-
-class UnsafeUrl(PermanentError):
-    """A URL from outside is refused: wrong scheme, user-info, or it resolves to an address
-    the node must not reach (loopback, private, link-local/metadata, the IPFS RPC …)."""
 
 
 @dataclass(frozen=True, slots=True)
