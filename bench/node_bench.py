@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT / "src"))
 from speak_encoder.config import load_settings  # noqa: E402
 from speak_encoder.node.store import JobStore  # noqa: E402
 from speak_encoder.testing.http_faults import FaultServer, FilePayload  # noqa: E402
+from speak_encoder.testing.ipfs_node import free_port  # noqa: E402
 from speak_encoder.testing.media import generate  # noqa: E402
 
 CLI = [sys.executable, "-m", "speak_encoder"]
@@ -83,6 +84,7 @@ class Node:
             "DISK_RESERVE_MB": "0",
             "LOG_LEVEL": "WARNING",
             "MAX_SOURCE_MB": "100000",
+            "DASHBOARD_PORT": str(free_port()),
         }
         self.proc: subprocess.Popen[bytes] | None = None
 

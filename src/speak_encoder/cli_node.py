@@ -9,7 +9,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import sys
 import time
 from pathlib import Path
@@ -68,14 +67,10 @@ def cmd_hardware(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from speak_encoder.logs import setup_from_settings
     from speak_encoder.node.service import Service
 
-    logging.getLogger().setLevel(settings.log_level)
-    for handler in logging.getLogger().handlers:
-        handler.setLevel(settings.log_level)
-    # httpx logs every request URL at INFO: signed URLs and tokens in query strings must not
-    # reach the log.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
+    setup_from_settings(settings, verbose=args.verbose)
     service = Service(settings, redetect=args.redetect)
     return asyncio.run(service.serve())
 

@@ -226,6 +226,16 @@ class Settings(BaseSettings):
     #: Seconds a gateway request may take.
     gateway_timeout: float = Field(default=30.0, gt=0)
     log_level: str = "INFO"
+    #: Console log format: "human" lines, or "json" (one object per line, for journald/Loki).
+    log_format: str = "human"
+
+    # --- operator server (/health, /ready, /metrics; the dashboard later) --------------------
+    #: Address of the operator server (never all interfaces by default).
+    dashboard_host: str = "127.0.0.1"
+    #: Port of the operator server.
+    dashboard_port: int = Field(default=3001, ge=1, le=65535)
+    #: Operator token for the dashboard's actions (read-only without it).
+    dashboard_token: SecretStr | None = None
 
     @field_validator("encoder_preset")
     @classmethod
@@ -237,6 +247,13 @@ class Settings(BaseSettings):
         if value not in presets:
             raise ValueError(f"must be one of {', '.join(sorted(presets))}")
         return value
+
+    @field_validator("log_format")
+    @classmethod
+    def _known_format(cls, value: str) -> str:
+        if value.lower() not in {"human", "json"}:
+            raise ValueError("must be human or json")
+        return value.lower()
 
     @field_validator("x264_rc_lookahead", mode="before")
     @classmethod
@@ -302,6 +319,7 @@ _SECRET_FIELDS = frozenset(
         "pinning_service_token",
         "database_url",
         "webhook_secret",
+        "dashboard_token",
     }
 )
 

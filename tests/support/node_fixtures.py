@@ -17,6 +17,7 @@ import pytest
 from speak_encoder.config import load_settings
 from speak_encoder.node.models import Job
 from speak_encoder.node.store import JobStore
+from speak_encoder.testing.ipfs_node import free_port
 
 CLI = [sys.executable, "-m", "speak_encoder"]
 
@@ -148,6 +149,7 @@ def node_env(data_dir: Path, **extra: str) -> dict[str, str]:
             "RETRY_BASE": "0.2",
             "RETRY_MAX": "1",
             "LEASE_SECONDS": "6",
+            "DASHBOARD_PORT": str(free_port()),  # nodes run side by side in the tests
         }
     )
     env.update(extra)

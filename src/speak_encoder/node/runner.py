@@ -40,6 +40,7 @@ from speak_encoder.node.activity import Activity
 from speak_encoder.node.models import STAGES, Checkpoint, Job, SourceKind, Stage
 from speak_encoder.node.store import JobStore
 from speak_encoder.sources.hooks import SourceHooks
+from speak_encoder.web.metrics import REGISTRY
 
 if TYPE_CHECKING:
     from speak_encoder.pipeline.fetch import FetchProgress
@@ -112,7 +113,11 @@ async def _fetch(run: JobRun) -> dict[str, Any]:
     ref = parse_source(run.job.source)
     started = time.monotonic()
 
+    moved = [0]
+
     def progress(p: FetchProgress) -> None:
+        REGISTRY.add_fetched_bytes(max(0, p.done_bytes - moved[0]), ref.kind)
+        moved[0] = p.done_bytes
         rate = p.done_bytes / max(time.monotonic() - started, 1e-6)
         fraction = p.done_bytes / p.total_bytes if p.total_bytes else None
         run.activity.beat(
@@ -168,9 +173,11 @@ async def _encode(run: JobRun) -> dict[str, Any]:
         speed = f"{p.speed:.2f}x" if p.speed else None
         run.activity.beat(p.fraction, speed=speed, eta_seconds=p.eta_seconds)
 
+    began = time.monotonic()
     encoder = await encode_ladder(
         run.work.plan, run.work.source, out_dir, run.settings, on_progress=progress
     )
+    REGISTRY.observe_encode(run.work.plan.duration, time.monotonic() - began, encoder)
     run.work.out_dir = out_dir
     run.work.encoder = encoder
     return {"encoder": encoder}
@@ -202,8 +209,11 @@ async def _publish(run: JobRun) -> dict[str, Any]:
     assert run.work.cid is not None and run.work.stored is not None
     published: dict[str, Any] | None = None
     if run.settings.publish_targets:
+        sent: dict[str, int] = {}
 
         def progress(target: str, done: int, total: int) -> None:
+            REGISTRY.add_published_bytes(max(0, done - sent.get(target, 0)), target)
+            sent[target] = done
             run.activity.beat(done / total if total else None, detail=f"uploading to {target}")
 
         result = await publish_folder(
@@ -334,7 +344,9 @@ async def run_job(run: JobRun) -> dict[str, Any]:
     for stage in STAGES[start:]:
         run.activity.enter(stage)
         await run.db(run.store.set_stage, run.job.id, run.node, stage)
+        began = time.monotonic()
         data = await STAGE_FUNCTIONS[stage](run)
+        REGISTRY.observe_stage(stage.value, time.monotonic() - began)
         await run.db(run.store.save_checkpoint, run.job.id, stage, data, node=run.node)
         run.activity.beat(1.0)
         pause = _test_pause(stage)

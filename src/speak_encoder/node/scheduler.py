@@ -29,6 +29,7 @@ from speak_encoder.errors import (
     SpeakEncoderError,
     StallError,
 )
+from speak_encoder.logs import bind_job_id
 from speak_encoder.node.activity import Activity
 from speak_encoder.node.cache import TTLCache
 from speak_encoder.node.models import Job, SourceKind
@@ -204,6 +205,7 @@ class Scheduler:
         running.task.cancel()
 
     async def _execute(self, job: Job, activity: Activity) -> None:
+        bind_job_id(job.id)  # every log line of this job's task carries its id
         run = JobRun(
             job=job,
             settings=self.settings,

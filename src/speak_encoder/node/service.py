@@ -196,6 +196,20 @@ class Service:
                 runs.append(embed.run(self.stop))
         return runs
 
+    def _operator_server(self) -> asyncio.Future[None]:
+        """/health, /ready and /metrics on DASHBOARD_HOST:DASHBOARD_PORT.
+
+        Its own stop event: it keeps answering ("stopping", 503 on /ready) during the
+        shutdown grace, and is cancelled with the other helpers at the very end.
+        """
+        from speak_encoder.web.app import bind_web_socket, create_web_app, serve_web
+
+        sock = bind_web_socket(self.settings.dashboard_host, self.settings.dashboard_port)
+        web = create_web_app(self, stopping=self.stop.is_set)
+        task = asyncio.ensure_future(serve_web(web, stop=asyncio.Event(), sock=sock))
+        task.add_done_callback(self._source_ended)
+        return task
+
     async def serve(self) -> int:
         await asyncio.to_thread(self.startup)
         await self._detect_hardware()
@@ -203,16 +217,17 @@ class Service:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self._on_signal, signum)
-        helpers = [
+        helpers: list[asyncio.Future[None]] = [
             asyncio.create_task(self.monitor.run(), name="monitor"),
             asyncio.create_task(_every(PIN_RETRY_INTERVAL_S, self._retry_pins, "pin retry")),
             asyncio.create_task(_every(PRUNE_INTERVAL_S, self._prune, "history prune")),
         ]
         try:
+            helpers.append(self._operator_server())
             for run in self._job_sources():
-                task = asyncio.ensure_future(run)
-                task.add_done_callback(self._source_ended)
-                helpers.append(task)
+                source = asyncio.ensure_future(run)
+                source.add_done_callback(self._source_ended)
+                helpers.append(source)
             await self._prune()
             self.ready = True
             await self.scheduler.run(self.stop)

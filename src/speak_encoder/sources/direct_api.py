@@ -34,7 +34,6 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Annotated, Any
 
-import uvicorn
 from fastapi import Depends, FastAPI, Request, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -46,7 +45,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from speak_encoder import __version__
 from speak_encoder.config import Settings
-from speak_encoder.errors import ConfigError, NetworkError, QueueFull, StoreUnavailable
+from speak_encoder.errors import NetworkError, QueueFull, StoreUnavailable
 from speak_encoder.node.models import Job, JobState, is_job_id
 from speak_encoder.node.store import JobStore
 from speak_encoder.sources.direct_request import (
@@ -58,14 +57,12 @@ from speak_encoder.sources.direct_request import (
 )
 from speak_encoder.sources.ssrf import UnsafeUrl, UrlGuard
 from speak_encoder.sources.webhooks import iso_utc
+from speak_encoder.web import server
 
 log = logging.getLogger(__name__)
 
 #: Seconds the webhook_url's DNS lookup may take at submission.
 SUBMIT_DNS_TIMEOUT_S = 10.0
-#: Seconds uvicorn keeps an idle connection, and gives open requests at shutdown.
-KEEP_ALIVE_S = 5
-GRACEFUL_SHUTDOWN_S = 5
 #: Validation problems listed in one 400 answer, at most.
 MAX_LISTED_PROBLEMS = 10
 #: Keys of a rendition shown in ``GET /job`` (never a path).
@@ -479,29 +476,9 @@ def create_app(
 # --- serving --------------------------------------------------------------------------------
 
 
-class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handlers (the service's lifespan owns SIGTERM/SIGINT)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def bind_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` (a clear :class:`ConfigError` if that fails)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"DIRECT_API_HOST/DIRECT_API_PORT: cannot listen on {host}:{port}: "
-            f"{exc.strerror or exc}"
-        ) from None
-    sock.setblocking(False)
-    return sock
+    return server.bind_socket(host, port, settings_names="DIRECT_API_HOST/DIRECT_API_PORT")
 
 
 async def serve(
@@ -514,33 +491,9 @@ async def serve(
     """Serve ``app`` on DIRECT_API_HOST:DIRECT_API_PORT (or ``sock``) until ``stop`` is set."""
     if sock is None:
         sock = bind_socket(settings.direct_api_host, settings.direct_api_port)
-    config = uvicorn.Config(
-        app,
-        log_config=None,
-        access_log=False,
-        lifespan="off",
-        server_header=False,
-        proxy_headers=False,
-        http="h11",
-        ws="none",
-        timeout_keep_alive=KEEP_ALIVE_S,
-        timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
-    )
-    server = _EmbeddedServer(config)
     host, port = sock.getsockname()[:2]
     log.info("Direct API listening on %s:%s (OpenAPI at /docs)", host, port)
-    serving = asyncio.create_task(server.serve(sockets=[sock]), name="direct-api")
-    stopping = asyncio.create_task(stop.wait(), name="direct-api-stop")
-    try:
-        await asyncio.wait({serving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        server.should_exit = True
-        stopping.cancel()
-        try:
-            await serving
-        finally:
-            sock.close()
-            log.info("Direct API stopped")
+    await server.serve_app(app, sock, stop=stop, name="Direct API")
 
 
 __all__ = [
