@@ -51,6 +51,7 @@ from speak_encoder.sources.gateway_protocol import (
     jittered,
     json_object,
     raise_for_answer,
+    read_update_notice,
     sleep_until,
 )
 from speak_encoder.sources.ssrf import UnsafeUrl, check_public_url
@@ -196,15 +197,9 @@ class EmbedSource:
 
     async def _heartbeat(self) -> None:
         answer = await self.client.heartbeat()
-        needs = bool(answer.get("needs_update"))
-        latest = answer.get("latest_version")
-        self.latest_version = str(latest) if latest else None
-        if needs and self.needs_update is not True:
-            log.warning(
-                "⬆️ the embed gateway says this node needs an update (latest: %s, running %s)",
-                self.latest_version or "?", __version__,
-            )  # fmt: skip
-        self.needs_update = needs
+        self.needs_update, self.latest_version = read_update_notice(
+            answer, was=self.needs_update, gateway="embed gateway"
+        )
 
     async def _poll(self) -> bool:
         if await free_capacity(self.scheduler, self.store) <= 0:

@@ -77,6 +77,7 @@ from speak_encoder.sources.gateway_protocol import (
     jittered,
     json_object,
     raise_for_answer,
+    read_update_notice,
     sleep_until,
 )
 from speak_encoder.sources.ssrf import UnsafeUrl, check_public_url
@@ -578,15 +579,9 @@ class GatewaySource:
         except GatewayError as exc:
             log.debug("heartbeat failed: %s", exc.message)
             return
-        needs = bool(answer.get("needs_update"))
-        latest = answer.get("latest_version")
-        self.latest_version = str(latest) if latest else None
-        if needs and self.needs_update is not True:
-            log.warning(
-                "⬆️ the gateway says this node needs an update (latest: %s, running %s)",
-                self.latest_version or "?", __version__,
-            )  # fmt: skip
-        self.needs_update = needs
+        self.needs_update, self.latest_version = read_update_notice(
+            answer, was=self.needs_update, gateway="gateway"
+        )
 
     async def _poll(self) -> bool:
         if await free_capacity(self.scheduler, self.store) <= 0:

@@ -23,19 +23,23 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import json
+import logging
 import random
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 import httpx
 
-from speak_encoder import USER_AGENT
+from speak_encoder import USER_AGENT, __version__
 from speak_encoder.errors import (  # noqa: F401 (re-exported)
     GatewayAuthRejected,
     GatewayError,
     GatewayRejected,
     UpstreamError,
 )
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from speak_encoder.node.identity import NodeIdentity
@@ -316,3 +320,18 @@ __all__ = [
     "raise_for_answer",
     "sleep_until",
 ]
+
+
+def read_update_notice(
+    answer: Mapping[str, Any], *, was: bool | None, gateway: str
+) -> tuple[bool, str | None]:
+    """``needs_update``/``latest_version`` of a heartbeat answer, warned about once."""
+    needs = bool(answer.get("needs_update"))
+    latest = answer.get("latest_version")
+    latest_version = str(latest) if latest else None
+    if needs and was is not True:
+        log.warning(
+            "⬆️ the %s says this node needs an update (latest: %s, running %s)",
+            gateway, latest_version or "?", __version__,
+        )  # fmt: skip
+    return needs, latest_version
