@@ -52,6 +52,15 @@ def assert_clean_completion(node: NodeProcess, job_id: str) -> dict[str, object]
     return job.result
 
 
+def encoding(node: NodeProcess) -> bool:
+    """This node process is running its ladder ffmpeg right now."""
+    try:
+        children = psutil.Process(node.pid).children(recursive=True)
+        return any("-filter_complex" in p.cmdline() for p in children)
+    except psutil.Error:
+        return False
+
+
 def test_submit_then_run_completes_and_jobs_show_has_the_cid(
     make_node: MakeNode, sample: Callable[[str], Path]
 ) -> None:
@@ -296,3 +305,23 @@ def test_a_second_signal_stops_at_once_and_the_job_resumes(
     node.env["ENCODER_PRESET"] = "ultrafast"
     node.start()
     assert_clean_completion(node, job_id)
+
+
+@pytest.mark.slow
+def test_a_job_that_keeps_killing_its_node_is_given_up(
+    make_node: MakeNode, sample: Callable[[str], Path]
+) -> None:
+    node = make_node(ENCODER_PRESET="veryslow", MAX_ATTEMPTS="2")
+    job_id = node.submit(str(sample("fullhd")))
+    for _ in range(2):  # the node dies twice in the middle of this job (say, out of memory)
+        node.start()
+        deadline = time.monotonic() + 60
+        while not encoding(node) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert encoding(node), "ffmpeg never started"
+        node.kill9()
+    node.start()
+    job = node.wait_for(job_id, done(JobState.FAILED), what="given up")
+    assert job.interruptions == 2 and job.attempts == 0
+    assert "stopped 2 times" in (job.error or "")
+    assert node.work_entries() == []

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
 import threading
+import time
 import traceback
 from collections import Counter
 from collections.abc import Callable
@@ -607,3 +609,45 @@ def test_concurrent_submits_of_one_dedup_key_store_one_row(
     assert len({job_id for job_id, _ in results}) == 1
     assert sum(created for _, created in results) == 1
     assert len(job_store.list_jobs()) == 1
+
+
+def test_crash_recoveries_and_dead_node_claims_count_interruptions(job_store: JobStore) -> None:
+    job, _ = job_store.submit(NewJob(source="/x.mp4"), queue_max=10)
+    claimed = job_store.claim("node-a", lease_seconds=60)
+    assert claimed is not None and claimed.interruptions == 0
+    assert job_store.recover("node-a") == [job.id]  # node-a restarted after a crash
+    assert job_store.require(job.id).interruptions == 1
+    job_store.claim("node-a", lease_seconds=1, now=time.time())
+    retaken = job_store.claim("node-b", lease_seconds=60, now=time.time() + 5)  # a dead lease
+    assert retaken is not None and retaken.interruptions == 2
+    assert retaken.attempts == 0  # interruptions are not failed attempts
+    assert job_store.requeue(job.id, "node-b")  # a graceful hand-back is no interruption
+    assert job_store.require(job.id).interruptions == 2
+
+
+def test_a_version_1_store_is_migrated_to_the_current_schema(tmp_path: Path) -> None:
+    path = tmp_path / "v1.sqlite3"
+    with sqlite3.connect(path) as db:  # a store written by schema version 1
+        db.executescript(
+            "CREATE TABLE jobs (id VARCHAR(32) PRIMARY KEY, kind VARCHAR(32) NOT NULL,"
+            " source TEXT NOT NULL, short BOOLEAN NOT NULL, rungs TEXT, priority INTEGER NOT NULL,"
+            " request TEXT NOT NULL, external_id TEXT, dedup_key TEXT, size_hint BIGINT,"
+            " state VARCHAR(16) NOT NULL, stage VARCHAR(16), attempts INTEGER NOT NULL,"
+            " progress TEXT NOT NULL, error TEXT, error_kind VARCHAR(64), result TEXT,"
+            " created_at FLOAT NOT NULL, updated_at FLOAT NOT NULL, started_at FLOAT,"
+            " finished_at FLOAT, next_attempt_at FLOAT, lease_owner TEXT,"
+            " lease_expires_at FLOAT, cancel_requested BOOLEAN NOT NULL);"
+            "CREATE TABLE schema_version (version INTEGER PRIMARY KEY, description TEXT NOT NULL,"
+            " applied_at FLOAT NOT NULL);"
+            "INSERT INTO schema_version VALUES (1, 'jobs, checkpoints, outbox', 0);"
+            "INSERT INTO jobs VALUES ('" + "a" * 32 + "', 'local', '/old.mp4', 0, NULL, 0, '{}',"
+            " NULL, NULL, NULL, 'queued', NULL, 0, '{}', NULL, NULL, NULL, 1, 1, NULL, NULL,"
+            " NULL, NULL, NULL, 0);"
+        )
+    store = JobStore(f"sqlite:///{path}")
+    try:
+        assert store.migrate() == SCHEMA_VERSION == 2
+        old = store.require("a" * 32)
+        assert old.source == "/old.mp4" and old.interruptions == 0
+    finally:
+        store.close()

@@ -116,6 +116,8 @@ class Job:
     lease_owner: str | None
     lease_expires_at: float | None
     cancel_requested: bool
+    #: Times the node died while running it (crash recovery, expired lease): not attempts.
+    interruptions: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The public view (`jobs show --json`, the dashboard): no local paths."""
@@ -141,6 +143,7 @@ class Job:
             "next_attempt_at": self.next_attempt_at,
             "node": self.lease_owner,
             "cancel_requested": self.cancel_requested,
+            "interruptions": self.interruptions,
         }
 
 

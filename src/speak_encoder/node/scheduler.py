@@ -124,6 +124,8 @@ class Scheduler:
                         self.store.claim, self.node, lease_seconds=self.settings.lease_seconds
                     )
                     if job is not None:
+                        if await self._interrupted_too_often(job):
+                            continue
                         if await self._room_for(job):
                             self._start(job)
                         continue
@@ -170,6 +172,23 @@ class Scheduler:
         self._stopping = True
         for running in list(self.running.values()):
             self._cancel(running, CANCEL_SHUTDOWN)
+
+    async def _interrupted_too_often(self, job: Job) -> bool:
+        """A job under which the node died MAX_ATTEMPTS times fails instead of looping."""
+        if job.interruptions < self.settings.max_attempts:
+            return False
+        message = (
+            f"the node stopped {job.interruptions} times while running this job (killed, "
+            "out of memory or crashed): given up so that it cannot take the node down again"
+        )
+        await asyncio.to_thread(
+            self.store.fail, job.id, self.node, error=message, kind="ResourceError",
+            count_attempt=False,
+        )  # fmt: skip
+        log.error("❌ job %s failed: %s", job.id, message)
+        await self._notify(job, "failed", message, "ResourceError")
+        await asyncio.to_thread(shutil.rmtree, job_dir_for(self.settings, job.id), True)
+        return True
 
     async def _room_for(self, job: Job) -> bool:
         """A job whose size is known starts only with size × DISK_FACTOR + reserve free."""

@@ -53,6 +53,8 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
+    text,
 )
 
 from speak_encoder.node.models import JobState
@@ -95,6 +97,9 @@ jobs = Table(
     Column("lease_owner", Text),
     Column("lease_expires_at", Double),
     Column("cancel_requested", Boolean, nullable=False, default=False),
+    # v2: times the job's node died under it (crash recovery, expired lease): not attempts,
+    # but bounded too, so a job that kills its node cannot loop forever.
+    Column("interruptions", Integer, nullable=False, default=0, server_default="0"),
 )
 
 _active = jobs.c.state.in_(ACTIVE_STATES)
@@ -168,8 +173,17 @@ def _create_v1(conn: Connection) -> None:
     metadata.create_all(conn, tables=[jobs, checkpoints, outbox], checkfirst=True)
 
 
+def _add_interruptions_v2(conn: Connection) -> None:
+    columns = {c["name"] for c in inspect(conn).get_columns("jobs")}
+    if "interruptions" not in columns:  # a v1 database; fresh ones got it from create_all
+        conn.execute(text("ALTER TABLE jobs ADD COLUMN interruptions INTEGER NOT NULL DEFAULT 0"))
+
+
 #: Every migration, in order. Append only; never edit one that has shipped.
-MIGRATIONS: tuple[Migration, ...] = (Migration(1, "jobs, checkpoints, outbox", _create_v1),)
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(1, "jobs, checkpoints, outbox", _create_v1),
+    Migration(2, "jobs.interruptions: crashes counted per job", _add_interruptions_v2),
+)
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = MIGRATIONS[-1].version

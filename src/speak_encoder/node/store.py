@@ -313,19 +313,22 @@ class JobStore:
         at = _now(now)
         with self._write() as conn:
             _cancel_abandoned(conn, at)
-            job_id = conn.execute(
-                select(jobs.c.id)
+            found = conn.execute(
+                select(jobs.c.id, jobs.c.state)
                 .where(_claimable(at))
                 .order_by(jobs.c.priority.desc(), jobs.c.created_at.asc())
                 .limit(1)
                 .with_for_update(skip_locked=True)
-            ).scalar()
-            if job_id is None:
+            ).first()
+            if found is None:
                 return None
+            job_id, state = found
             conn.execute(
                 update(jobs)
                 .where(jobs.c.id == job_id)
                 .values(
+                    # a dead node's job: its node stopped under it
+                    interruptions=jobs.c.interruptions + (1 if state == _RUNNING else 0),
                     state=_RUNNING,
                     lease_owner=owner,
                     lease_expires_at=at + lease_seconds,
@@ -517,7 +520,11 @@ class JobStore:
                 select(jobs.c.id).where(mine, jobs.c.cancel_requested.is_(False))
             ).scalars()
             requeued = sorted(ids)
-            conn.execute(update(jobs).where(mine).values(**_back_to_queue(at), **_NO_LEASE))
+            conn.execute(
+                update(jobs)
+                .where(mine)
+                .values(**_back_to_queue(at), **_NO_LEASE, interruptions=jobs.c.interruptions + 1)
+            )
         return requeued
 
     def _finish_owned(self, job_id: str, owner: str, **values: Any) -> bool:
@@ -873,6 +880,7 @@ def _job(row: RowMapping) -> Job:
         lease_owner=row["lease_owner"],
         lease_expires_at=row["lease_expires_at"],
         cancel_requested=bool(row["cancel_requested"]),
+        interruptions=int(row["interruptions"]),
     )
 
 

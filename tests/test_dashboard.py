@@ -1,0 +1,283 @@
+"""The dashboard's HTTP surface: page + CSP, JSON snapshot, SSE, token-gated actions, the store.
+
+Over a real :class:`Service` (SQLite job store, scheduler, monitor) and the operator app, through
+httpx's ASGI transport (the browser tests drive the same routes over real HTTP).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from pydantic import SecretStr
+
+from speak_encoder.config import Settings
+from speak_encoder.logs import RingBufferHandler
+from speak_encoder.node.models import NewJob, SourceKind
+from speak_encoder.node.service import Service
+from speak_encoder.storage.local_store import stored_path
+from speak_encoder.web.app import create_web_app
+from speak_encoder.web.dashboard import CSP, STATIC_DIR, dashboard_routes
+
+TOKEN = "dash-token-123"
+CID = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"  # the empty folder's CIDv0
+XSS = "<img src=x onerror=alert(1)>"
+
+
+@pytest.fixture
+def ring() -> Iterator[RingBufferHandler]:
+    handler = RingBufferHandler(capacity=100)
+    logger = logging.getLogger("speak_encoder.tests.dashboard")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+
+
+def make_service(tmp_path: Path, token: str | None) -> Service:
+    settings = Settings(
+        data_dir=tmp_path / "data",
+        node_name="dash-node",
+        publish_targets="",
+        ipfs_api_addr="",
+        hardware_acceleration=False,
+        dashboard_token=SecretStr(token) if token else None,
+    )
+    node = Service(settings)
+    node.startup()
+    node.monitor.check()
+    return node
+
+
+class Client:
+    """Requests into the operator app through httpx's ASGI transport (one event loop each)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def request(self, method: str, url: str, **kw: Any) -> httpx.Response:
+        async def go() -> httpx.Response:
+            transport = httpx.ASGITransport(app=self.app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+                return await c.request(method, url, **kw)
+
+        return asyncio.run(go())
+
+    def get(self, url: str, **kw: Any) -> httpx.Response:
+        return self.request("GET", url, **kw)
+
+    def post(self, url: str, **kw: Any) -> httpx.Response:
+        return self.request("POST", url, **kw)
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+def client_for(node: Service, ring: RingBufferHandler, **kw: Any) -> Client:
+    return Client(create_web_app(node, routes=dashboard_routes(node, ring=ring, **kw)))
+
+
+@pytest.fixture
+def secured(tmp_path: Path, ring: RingBufferHandler) -> Iterator[tuple[Service, Client]]:
+    node = make_service(tmp_path, TOKEN)
+    with client_for(node, ring) as client:
+        yield node, client
+    node.store.close()
+
+
+def submit(node: Service, source: str, **fields: Any) -> str:
+    job, _ = node.store.submit(NewJob(source=source, **fields), queue_max=100)
+    return job.id
+
+
+def fail(node: Service, job_id: str, error: str) -> None:
+    claimed = node.store.claim(node.node, lease_seconds=60)
+    assert claimed is not None and claimed.id == job_id
+    node.store.fail(job_id, node.node, error=error, kind="test")
+
+
+# --- the page --------------------------------------------------------------------------------
+
+
+def test_page_has_strict_csp_and_no_inline_script_or_cdn(secured: Any) -> None:
+    _, client = secured
+    page = client.get("/")
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    csp = page.headers["content-security-policy"]
+    assert csp == CSP and "default-src 'self'" in csp and "unsafe" not in csp
+    assert page.headers["x-frame-options"] == "DENY"
+    html = page.text
+    assert re.findall(r"<script(?![^>]*\bsrc=)", html) == []  # no inline script
+    assert not re.search(r"\son[a-z]+=", html)  # no inline handlers
+    for name in ("index.html", "app.js", "app.css"):
+        text = (STATIC_DIR / name).read_text(encoding="utf-8")
+        text = text.replace('"http://www.w3.org/2000/svg"', "")  # the SVG namespace name
+        assert "http://" not in text and "https://" not in text and "//cdn" not in text
+        assert "innerHTML" not in text and "insertAdjacentHTML" not in text
+    for asset in ("/static/app.js", "/static/app.css", "/static/vendor/hls.min.js"):
+        answer = client.get(asset)
+        assert answer.status_code == 200, asset
+    assert (STATIC_DIR / "vendor" / "hls.js.LICENSE").read_text().startswith("Copyright")
+
+
+# --- the snapshot ------------------------------------------------------------------------------
+
+
+def test_state_is_data_without_local_paths(
+    secured: Any, ring: RingBufferHandler, tmp_path: Path
+) -> None:
+    node, client = secured
+    local = tmp_path / "secret-folder" / f"{XSS}.mp4"
+    queued = submit(node, str(local), request={"owner": XSS, "permlink": "p1"})
+    failing = submit(node, "https://user:hunter2@example.com/a.mp4", kind=SourceKind.DIRECT)
+    node.store.list_jobs()  # both stored
+    # the oldest job is claimed first: fail the local one, keep the remote one queued
+    fail(node, queued, f"source file not found: {local} (in {node.settings.work_dir}/x)")
+    logging.getLogger("speak_encoder.tests.dashboard").info("X-API-Key: abcdef123456 hello")
+
+    answer = client.get("/api/state")
+    assert answer.status_code == 200
+    data = answer.json()
+    text = answer.text
+    assert str(tmp_path) not in text and "hunter2" not in text and "abcdef123456" not in text
+    assert data["node"]["name"] == "dash-node" and data["node"]["can_act"] is True
+    assert data["node"]["did"] is None  # no identity configured
+    assert data["node"]["sources"]["local"] is True
+    [failed] = data["failed"]
+    assert failed["source"] == f"{XSS}.mp4" and failed["owner"] == XSS
+    assert failed["error"] == f"source file not found: {XSS}.mp4 (in $WORK_DIR/x)"
+    assert [j["id"] for j in data["queue"]] == [failing]
+    assert data["memory"] and len(data["memory"][0]) == 4
+    assert data["outbox"] == {} or isinstance(data["outbox"], dict)
+    assert any("hello" in e["msg"] for e in data["logs"])
+    seq = data["log_seq"]
+    again = (client.get("/api/state", params={"after": seq})).json()
+    assert again["logs"] == [] and again["log_seq"] == seq
+
+
+def test_complete_result_keeps_only_cid_and_durations(secured: Any) -> None:
+    node, client = secured
+    job_id = submit(node, "https://example.com/v.mp4", kind=SourceKind.DIRECT)
+    assert node.store.claim(node.node, lease_seconds=60) is not None
+    result = {"cid": CID, "manifest": "/srv/out/manifest.m3u8", "folder": "/srv/out",
+              "duration": 3.0, "elapsed_seconds": 1.5}  # fmt: skip
+    assert node.store.complete(job_id, node.node, result)
+    [job] = (client.get("/api/state")).json()["recent"]
+    assert job["result"] == {"cid": CID, "duration": 3.0, "elapsed_seconds": 1.5}
+    assert job["playable"] is True
+
+
+# --- the event stream ------------------------------------------------------------------------
+
+
+def test_event_stream_sends_snapshots_and_resumes_the_log(
+    tmp_path: Path, ring: RingBufferHandler
+) -> None:
+    node = make_service(tmp_path, None)
+    logger = logging.getLogger("speak_encoder.tests.dashboard")
+    logger.info("line one")
+    with client_for(node, ring, interval=0.05, max_stream_s=0.3) as client:
+        answer = client.get("/api/events")
+        assert answer.headers["content-type"].startswith("text/event-stream")
+        events = [e for e in answer.text.split("\n\n") if e.startswith("id:")]
+        assert len(events) >= 2
+        first = json.loads(events[0].split("data: ", 1)[1])
+        assert first["node"]["name"] == "dash-node"
+        assert [e["msg"] for e in first["logs"]] == ["line one"]
+        later = json.loads(events[1].split("data: ", 1)[1])
+        assert later["logs"] == []  # each line is sent once per stream
+        logger.info("line two")
+        seq = first["log_seq"]
+        resumed = client.get("/api/events", headers={"Last-Event-ID": str(seq)})
+        data = json.loads(resumed.text.split("data: ", 1)[1].split("\n", 1)[0])
+        assert [e["msg"] for e in data["logs"]] == ["line two"]
+    node.store.close()
+
+
+# --- actions -----------------------------------------------------------------------------------
+
+
+def test_actions_need_the_token(secured: Any) -> None:
+    node, client = secured
+    job_id = submit(node, "https://example.com/a.mp4", kind=SourceKind.DIRECT)
+    fail(node, job_id, "boom")
+    url = f"/api/jobs/{job_id}/retry"
+    assert (client.post(url)).status_code == 401
+    assert (client.post(url, headers={"Authorization": "Bearer nope"})).status_code == 401
+    assert (client.post(url, headers={"Authorization": TOKEN})).status_code == 401
+    assert (client.get(url)).status_code == 405
+    assert node.store.require(job_id).state.value == "failed"
+
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    answer = client.post(url, headers=auth)
+    assert answer.status_code == 200 and answer.json()["job"]["state"] == "queued"
+    cancel = client.post(f"/api/jobs/{job_id}/cancel", headers=auth)
+    assert cancel.status_code == 200 and cancel.json()["job"]["state"] == "cancelled"
+    missing = client.post(f"/api/jobs/{'0' * 32}/retry", headers=auth)
+    assert missing.status_code == 404
+    assert (client.post("/api/jobs/..%2F..%2Fx/retry", headers=auth)).status_code == 404
+
+
+def test_without_a_configured_token_every_action_is_refused(
+    tmp_path: Path, ring: RingBufferHandler
+) -> None:
+    node = make_service(tmp_path, None)
+    job_id = submit(node, "https://example.com/a.mp4", kind=SourceKind.DIRECT)
+    fail(node, job_id, "boom")
+    with client_for(node, ring) as client:
+        assert (client.get("/api/state")).json()["node"]["can_act"] is False
+        for header in ({}, {"Authorization": "Bearer "}, {"Authorization": "Bearer x"}):
+            answer = client.post(f"/api/jobs/{job_id}/retry", headers=header)
+            assert answer.status_code == 403 and "read-only" in answer.json()["error"]
+    assert node.store.require(job_id).state.value == "failed"
+    node.store.close()
+
+
+# --- the local store -------------------------------------------------------------------------
+
+
+def test_store_serves_only_playlists_and_segments_of_a_cid(secured: Any, tmp_path: Path) -> None:
+    node, client = secured
+    folder = stored_path(node.settings, CID)
+    (folder / "360p").mkdir(parents=True)
+    (folder / "manifest.m3u8").write_text("#EXTM3U\n")
+    (folder / "360p" / "index.m3u8").write_text("#EXTM3U\n")
+    (folder / "360p" / "seg0.ts").write_bytes(b"\x47" * 188)
+    (folder / ".hidden.ts").write_bytes(b"x")
+    (folder / "notes.txt").write_text("x")
+    outside = tmp_path / "outside.ts"
+    outside.write_bytes(b"secret")
+    (folder / "link.ts").symlink_to(outside)
+    (node.settings.data_dir / "store" / "x.m3u8").write_text("#EXTM3U\n")
+
+    manifest = client.get(f"/store/{CID}/manifest.m3u8")
+    assert manifest.status_code == 200
+    assert manifest.headers["content-type"].startswith("application/vnd.apple.mpegurl")
+    segment = client.get(f"/store/{CID}/360p/seg0.ts")
+    assert segment.status_code == 200 and segment.headers["content-type"] == "video/mp2t"
+    assert (client.get(f"/store/{CID}/360p/index.m3u8")).status_code == 200
+    for bad in (
+        f"/store/{CID}/.hidden.ts",
+        f"/store/{CID}/notes.txt",
+        f"/store/{CID}/link.ts",
+        f"/store/{CID}/..%2Fx.m3u8",
+        f"/store/{CID}/360p/..%2F..%2Fx.m3u8",
+        "/store/not-a-cid/manifest.m3u8",
+        "/store/..%2F..%2Fjobs.sqlite3/x.ts",
+        f"/store/{CID}%20/manifest.m3u8",
+        f"/store/{CID}/missing.m3u8",
+    ):
+        answer = client.get(bad)
+        assert answer.status_code == 404, bad
+        assert b"secret" not in answer.content
