@@ -123,6 +123,10 @@ def _now(now: float | None) -> float:
     return time.time() if now is None else now
 
 
+#: Attempts of a migration that meets a locked SQLite file (see :meth:`JobStore.migrate`).
+MIGRATE_LOCK_RETRIES = 5
+
+
 class JobStore:
     """Jobs, checkpoints and the outbox (see the module docstring)."""
 
@@ -186,7 +190,23 @@ class JobStore:
     # --- migrations --------------------------------------------------------------------------
 
     def migrate(self) -> int:
-        """Apply pending migrations (each in its own transaction); return the schema version."""
+        """Apply pending migrations (each in its own transaction); return the schema version.
+
+        SQLite can answer "database is locked" at once (not after busy_timeout) when several
+        processes open a new file together (switching it to WAL); that is retried a few times.
+        """
+        for attempt in range(MIGRATE_LOCK_RETRIES):
+            try:
+                return self._migrate_once()
+            except StoreUnavailable as exc:
+                if self.dialect != "sqlite" or "locked" not in exc.message:
+                    raise
+                if attempt == MIGRATE_LOCK_RETRIES - 1:
+                    raise
+                time.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    def _migrate_once(self) -> int:
         with self._translate(), self._engine.connect() as conn:
             for migration in MIGRATIONS:
                 with conn.begin():
