@@ -9,4 +9,5 @@ pytest_plugins = [
     "tests.support.node_fixtures",
     "tests.support.webhook_fixtures",
     "tests.support.gateway_fixtures",
+    "tests.support.browser_fixtures",
 ]

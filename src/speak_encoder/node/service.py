@@ -18,6 +18,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 from speak_encoder.config import Settings
 from speak_encoder.node.models import SourceKind, is_job_id
@@ -84,6 +85,8 @@ class Service:
         self.started_at = time.time()
         self.ready = False
         self.exit_code = 0
+        #: The legacy gateway poller when enabled (the dashboard shows its update notice).
+        self.gateway_source: Any = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self.stop = asyncio.Event()
         self._signals = 0
@@ -187,7 +190,8 @@ class Service:
             if settings.gateway_enabled:
                 from speak_encoder.sources.gateway import GatewaySource
 
-                runs.append(GatewaySource(settings, store, scheduler, identity).run(self.stop))
+                self.gateway_source = GatewaySource(settings, store, scheduler, identity)
+                runs.append(self.gateway_source.run(self.stop))
             if settings.embed_gateway_enabled:
                 from speak_encoder.sources.embed import EmbedSource
 
@@ -203,9 +207,11 @@ class Service:
         shutdown grace, and is cancelled with the other helpers at the very end.
         """
         from speak_encoder.web.app import bind_web_socket, create_web_app, serve_web
+        from speak_encoder.web.dashboard import dashboard_routes
 
         sock = bind_web_socket(self.settings.dashboard_host, self.settings.dashboard_port)
-        web = create_web_app(self, stopping=self.stop.is_set)
+        routes = dashboard_routes(self, stopping=self.stop.is_set)
+        web = create_web_app(self, stopping=self.stop.is_set, routes=routes)
         task = asyncio.ensure_future(serve_web(web, stop=asyncio.Event(), sock=sock))
         task.add_done_callback(self._source_ended)
         return task
