@@ -10,8 +10,10 @@ import asyncio
 import json
 import logging
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -23,6 +25,8 @@ from speak_encoder.logs import RingBufferHandler
 from speak_encoder.node.models import NewJob, SourceKind
 from speak_encoder.node.service import Service
 from speak_encoder.storage.local_store import stored_path
+from speak_encoder.storage.pins import PinQueue
+from speak_encoder.testing.ipfs_node import JsIpfsNode
 from speak_encoder.web.app import create_web_app
 from speak_encoder.web.dashboard import CSP, STATIC_DIR, dashboard_routes
 
@@ -41,15 +45,17 @@ def ring() -> Iterator[RingBufferHandler]:
     logger.removeHandler(handler)
 
 
-def make_service(tmp_path: Path, token: str | None) -> Service:
-    settings = Settings(
-        data_dir=tmp_path / "data",
-        node_name="dash-node",
-        publish_targets="",
-        ipfs_api_addr="",
-        hardware_acceleration=False,
-        dashboard_token=SecretStr(token) if token else None,
-    )
+def make_service(tmp_path: Path, token: str | None, **overrides: Any) -> Service:
+    fields: dict[str, Any] = {
+        "data_dir": tmp_path / "data",
+        "node_name": "dash-node",
+        "publish_targets": "",
+        "ipfs_api_addr": "",
+        "hardware_acceleration": False,
+        "dashboard_token": SecretStr(token) if token else None,
+        **overrides,
+    }
+    settings = Settings(**fields)
     node = Service(settings)
     node.startup()
     node.monitor.check()
@@ -281,3 +287,137 @@ def test_store_serves_only_playlists_and_segments_of_a_cid(secured: Any, tmp_pat
         answer = client.get(bad)
         assert answer.status_code == 404, bad
         assert b"secret" not in answer.content
+
+
+# --- IPFS status, job sources, pins and outbox --------------------------------------------------
+
+
+def test_ipfs_status_shows_the_peer_id(
+    tmp_path: Path, ring: RingBufferHandler, ipfs_node: JsIpfsNode
+) -> None:
+    node = make_service(tmp_path, None, ipfs_api_addr=ipfs_node.api_url)
+    with client_for(node, ring) as client:
+        ipfs = client.get("/api/state").json()["node"]["ipfs"]
+    node.store.close()
+    assert ipfs["configured"] is True and ipfs["ok"] is True, ipfs
+    assert isinstance(ipfs["peer_id"], str) and len(ipfs["peer_id"]) > 20
+    assert ipfs["error"] is None and ipfs["checked_at"] is not None
+
+
+def test_ipfs_status_not_configured_or_unreachable(
+    tmp_path: Path, ring: RingBufferHandler, closed_port: int
+) -> None:
+    node = make_service(tmp_path, None)
+    with client_for(node, ring) as client:
+        ipfs = client.get("/api/state").json()["node"]["ipfs"]
+    node.store.close()
+    assert ipfs == {"configured": False, "ok": False, "peer_id": None,
+                    "error": "not configured", "checked_at": None}  # fmt: skip
+
+    node = make_service(tmp_path / "b", None, ipfs_api_addr=f"http://127.0.0.1:{closed_port}")
+    with client_for(node, ring) as client:
+        started = time.monotonic()
+        ipfs = client.get("/api/state").json()["node"]["ipfs"]
+        assert time.monotonic() - started < 8
+        assert ipfs["configured"] is True and ipfs["ok"] is False and ipfs["peer_id"] is None
+        assert ipfs["error"] and ipfs["checked_at"] is not None
+        # cached: no second check within the interval
+        again = client.get("/api/state").json()["node"]["ipfs"]
+        assert again["checked_at"] == ipfs["checked_at"]
+    node.store.close()
+
+
+def test_sources_list_enabled_sources_with_health(
+    tmp_path: Path, ring: RingBufferHandler, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    node = make_service(tmp_path, None)
+    with client_for(node, ring) as client:
+        rows = client.get("/api/state").json()["node"]["source_health"]
+    assert [(r["name"], r["enabled"], r["health"]) for r in rows] == [("local", True, "ok")]
+    node.store.close()
+
+    node = make_service(
+        tmp_path / "b", None,
+        direct_api_enabled=True, gateway_enabled=True, embed_gateway_enabled=True,
+    )  # fmt: skip
+    node.ready = True
+    now = time.time()
+    node.gateway_source = SimpleNamespace(
+        registered=True, last_ok_at=now, last_error=None, needs_update=None, latest_version=None
+    )
+    embed = SimpleNamespace(
+        registered=False,
+        last_ok_at=now - 60,
+        last_error="https://user:hunter2@gw.example/api refused: 503",
+    )
+    monkeypatch.setattr(node, "embed_source", embed, raising=False)
+    with client_for(node, ring) as client:
+        answer = client.get("/api/state")
+    node.store.close()
+    assert "hunter2" not in answer.text
+    rows = {r["name"]: r for r in answer.json()["node"]["source_health"]}
+    assert list(rows) == ["local", "direct_api", "gateway", "embed_gateway"]
+    assert rows["direct_api"]["health"] == "listening"
+    assert rows["gateway"]["health"] == "ok" and rows["gateway"]["registered"] is True
+    assert rows["gateway"]["last_ok_at"] == pytest.approx(now)
+    embed_row = rows["embed_gateway"]
+    assert embed_row["health"] == "failing" and embed_row["registered"] is False
+    assert "503" in embed_row["last_error"]
+
+
+def test_pins_retry_needs_the_token_and_keeps_failing_pins_pending(
+    tmp_path: Path, ring: RingBufferHandler, closed_port: int
+) -> None:
+    node = make_service(
+        tmp_path, TOKEN, ipfs_api_addr=f"http://127.0.0.1:{closed_port}", ipfs_connect_timeout=2
+    )
+    with PinQueue.from_settings(node.settings) as pins:
+        pins.add(CID, "local", None, "node down")
+    with client_for(node, ring) as client:
+        assert client.post("/api/pins/retry").status_code == 401
+        wrong = client.post("/api/pins/retry", headers={"Authorization": "Bearer nope"})
+        assert wrong.status_code == 401
+        assert client.get("/api/pins/retry").status_code == 405
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        answer = client.post("/api/pins/retry", headers=auth)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["attempted"] == 1 and body["done"] == 0 and body["failed"] == 1
+        assert body["pins"]["pending"] == 1
+        assert client.get("/api/state").json()["pins"]["pending"] == 1
+    with PinQueue.from_settings(node.settings) as pins:
+        [entry] = pins.entries()
+        assert entry.attempts >= 1
+    node.store.close()
+
+    readonly = make_service(tmp_path / "ro", None)
+    with client_for(readonly, ring) as client:
+        for url in ("/api/pins/retry", "/api/outbox/retry"):
+            refused = client.post(url, headers={"Authorization": f"Bearer {TOKEN}"})
+            assert refused.status_code == 403, url
+    readonly.store.close()
+
+
+def test_outbox_retry_rearms_given_up_reports(secured: Any) -> None:
+    node, client = secured
+    for n in range(2):
+        added = node.store.outbox_add(
+            job_id=None,
+            kind="webhook",
+            target="https://example.com/h",
+            payload={"n": n},
+            headers={},
+            idempotency_key=f"k{n}",
+        )
+        assert added
+    [first, second] = node.store.outbox_due()
+    node.store.outbox_failed(first.id, error="410 gone", next_attempt_at=None)
+    node.store.outbox_failed(second.id, error="timeout", next_attempt_at=time.time() + 600)
+    assert node.store.outbox_counts()["given_up"] == 1
+    assert client.post("/api/outbox/retry").status_code == 401
+    answer = client.post("/api/outbox/retry", headers={"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 200
+    assert answer.json()["rearmed"] == 1
+    assert answer.json()["outbox"]["given_up"] == 0 and answer.json()["outbox"]["pending"] == 2
+    [due] = node.store.outbox_due()
+    assert due.id == first.id and due.attempts == 0

@@ -87,6 +87,7 @@ class Service:
         self.exit_code = 0
         #: The legacy gateway poller when enabled (the dashboard shows its update notice).
         self.gateway_source: Any = None
+        self.embed_source: Any = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self.stop = asyncio.Event()
         self._signals = 0
@@ -195,9 +196,10 @@ class Service:
             if settings.embed_gateway_enabled:
                 from speak_encoder.sources.embed import EmbedSource
 
-                embed = EmbedSource(settings, store, scheduler, identity, webhooks=webhooks,
-                                    deliverer=deliverer)  # fmt: skip
-                runs.append(embed.run(self.stop))
+                self.embed_source = EmbedSource(
+                    settings, store, scheduler, identity, webhooks=webhooks, deliverer=deliverer
+                )
+                runs.append(self.embed_source.run(self.stop))
         return runs
 
     def _operator_server(self) -> asyncio.Future[None]:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any, Final
 
 import httpx
@@ -142,6 +143,9 @@ class EmbedSource:
         self.latest_version: str | None = None
         self.submitted = 0
         self.duplicates = 0
+        #: When the last poll round succeeded, and why the latest one failed (the dashboard).
+        self.last_ok_at: float | None = None
+        self.last_error: str | None = None
         self._auth_logged = False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -178,6 +182,7 @@ class EmbedSource:
             await self._heartbeat()
             got = await self._poll()
         except GatewayAuthRejected as exc:
+            self.last_error = f"signature refused: {exc.message}"
             if not self._auth_logged:
                 log.error("🔑 embed gateway refused the node's signature: %s", exc.message)
                 self._auth_logged = True
@@ -185,10 +190,12 @@ class EmbedSource:
                 log.debug("embed gateway still refuses the signature (%s)", KEY_HINT)
             return self.backoff.next_delay()
         except (GatewayError, StoreUnavailable, NetworkError) as exc:
+            self.last_error = exc.message
             delay = self.backoff.next_delay()
             what = "updateNode" if not self.registered else "embed gateway"
             log.warning("🌐 %s: %s — retrying in %.0f s", what, exc.message, delay)
             return delay
+        self.last_ok_at, self.last_error = time.time(), None
         self.backoff.reset()
         self._auth_logged = False
         if got and await free_capacity(self.scheduler, self.store):

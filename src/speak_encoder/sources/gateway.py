@@ -512,6 +512,9 @@ class GatewaySource:
         self.latest_version: str | None = None
         self.use_my_job = True
         self.claimed = 0
+        #: When the last poll round succeeded, and why the latest one failed (the dashboard).
+        self.last_ok_at: float | None = None
+        self.last_error: str | None = None
         self._skipped: set[str] = set()  # gateway ids this node will not take (bad source)
         self._auth_logged = False
 
@@ -539,6 +542,7 @@ class GatewaySource:
             await self._heartbeat()
             claimed = await self._poll()
         except GatewayAuthRejected as exc:
+            self.last_error = f"signature refused: {exc.message}"
             if not self._auth_logged:
                 log.error("🔑 gateway refused the node's signature: %s", exc.message)
                 self._auth_logged = True
@@ -546,13 +550,16 @@ class GatewaySource:
                 log.debug("gateway still refuses the signature (%s)", KEY_HINT)
             return self.backoff.next_delay()
         except GatewayError as exc:
+            self.last_error = exc.message
             delay = self.backoff.next_delay()
             log.warning("🌐 gateway: %s — retrying in %.0f s", exc.message, delay)
             return delay
         except (StoreUnavailable, NetworkError) as exc:
+            self.last_error = exc.message
             delay = self.backoff.next_delay()
             log.warning("🌐 gateway poll: %s — retrying in %.0f s", exc.message, delay)
             return delay
+        self.last_ok_at, self.last_error = time.time(), None
         self.backoff.reset()
         self._auth_logged = False
         if claimed and await free_capacity(self.scheduler, self.store):

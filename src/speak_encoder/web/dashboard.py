@@ -14,6 +14,10 @@ Routes (added to the operator app through ``create_web_app(…, routes=dashboard
 * ``POST /api/jobs/{id}/retry`` and ``…/cancel`` — need ``Authorization: Bearer <DASHBOARD_TOKEN>``
   (compared in constant time). Without a configured token every action is refused (403) and the
   page is read-only.
+* ``POST /api/pins/retry`` — the same token: retry every pending pin now
+  (:func:`~speak_encoder.storage.targets.retry_pending` with ``force``); answers the counts.
+* ``POST /api/outbox/retry`` — the same token: re-arm the given-up outbox reports (pending again,
+  attempts reset) so the running deliverers send them again; answers how many.
 * ``GET /store/{cid}/{path}`` — a finished output from ``DATA_DIR/store/<CID>/`` for the player:
   only a valid CID, only plain names inside that folder (no ``..``, no hidden files, no
   symlink out), only playlist / segment / image types.
@@ -51,6 +55,7 @@ from speak_encoder.node.monitor import Monitor
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
 from speak_encoder.storage.cid import is_cid
+from speak_encoder.storage.kubo import KuboClient
 from speak_encoder.storage.local_store import stored_path
 from speak_encoder.web.metrics import pin_counts
 
@@ -67,6 +72,11 @@ MAX_STREAM_S: Final = 600.0
 LIST_LIMIT: Final = 50
 LOG_LINES: Final = 200
 CHART_POINTS: Final = 240
+#: Seconds between two checks of the node's IPFS RPC (``id``), and one check's timeout.
+IPFS_CHECK_INTERVAL_S: Final = 30.0
+IPFS_CHECK_TIMEOUT_S: Final = 3.0
+#: Longest error text shown for a job source.
+ERROR_CHARS: Final = 300
 
 CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -173,6 +183,7 @@ def snapshot(
     update: UpdateNotice,
     ring: RingBufferHandler | None,
     log_after: int = 0,
+    ipfs: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the page shows, as JSON-ready data (blocking: run it in a thread)."""
     settings, store, scheduler = node.settings, node.store, node.scheduler
@@ -227,6 +238,8 @@ def snapshot(
                 "gateway": settings.gateway_enabled,
                 "embed_gateway": settings.embed_gateway_enabled,
             },
+            "source_health": source_health(node),
+            "ipfs": dict(ipfs) if ipfs is not None else ipfs_unknown(settings),
             "paused": sorted(scheduler.pause_reasons),
             "can_act": settings.dashboard_token is not None
             and bool(settings.dashboard_token.get_secret_value()),
@@ -248,6 +261,104 @@ def snapshot(
 
 def _newest_first(jobs: Sequence[Job]) -> list[Job]:
     return sorted(jobs, key=lambda j: j.finished_at or j.updated_at or j.created_at, reverse=True)
+
+
+# --- IPFS and job sources ------------------------------------------------------------------
+
+
+def ipfs_unknown(settings: Settings) -> dict[str, Any]:
+    """The IPFS status before any check: configured or not, nothing known yet."""
+    configured = bool(settings.ipfs_api_addr.strip())
+    return {
+        "configured": configured,
+        "ok": None if configured else False,
+        "peer_id": None,
+        "error": None if configured else "not configured",
+        "checked_at": None,
+    }
+
+
+async def check_ipfs(settings: Settings, timeout: float = IPFS_CHECK_TIMEOUT_S) -> dict[str, Any]:
+    """Ask the node's IPFS RPC for its ``id`` (short timeouts; never raises)."""
+    status = ipfs_unknown(settings)
+    if not status["configured"]:
+        return status
+    status["checked_at"] = time.time()
+    try:
+        async with KuboClient(
+            settings.ipfs_api_addr, connect_timeout=timeout, call_timeout=timeout
+        ) as ipfs:
+            answer = await asyncio.wait_for(ipfs.id(), timeout * 2)
+    except Exception as exc:
+        text = exc.message if isinstance(exc, SpeakEncoderError) else str(exc)
+        status.update(ok=False, error=redact(text or type(exc).__name__)[:ERROR_CHARS])
+        return status
+    peer = answer.get("ID", answer.get("Id", answer.get("id")))
+    if isinstance(peer, str) and peer:
+        status.update(ok=True, peer_id=peer)
+    else:
+        status.update(ok=False, error="the IPFS node answered without a peer id")
+    status["checked_at"] = time.time()
+    return status
+
+
+def _source_row(name: str, health: str) -> dict[str, Any]:
+    return {"name": name, "enabled": True, "health": health, "registered": None,
+            "last_ok_at": None, "last_error": None}  # fmt: skip
+
+
+def _poller_health(name: str, poller: Any) -> dict[str, Any]:
+    """A gateway poller's health from the state it keeps (no URL, token or key)."""
+    row = _source_row(name, "not started")
+    if poller is None:
+        return row
+    registered = bool(getattr(poller, "registered", False))
+    last_ok = getattr(poller, "last_ok_at", None)
+    error = getattr(poller, "last_error", None)
+    row["registered"] = registered
+    row["last_ok_at"] = last_ok if isinstance(last_ok, (int, float)) else None
+    row["last_error"] = redact(str(error))[:ERROR_CHARS] if error else None
+    if row["last_error"]:
+        row["health"] = "failing"
+    elif row["last_ok_at"] is None:
+        row["health"] = "starting"
+    else:
+        row["health"] = "ok" if registered else "ok (not registered)"
+    return row
+
+
+def _embed_source(node: DashboardNode) -> Any:
+    return getattr(node, "embed_source", None)
+
+
+def source_health(node: DashboardNode) -> list[dict[str, Any]]:
+    """The enabled job sources, each with a health word (local is always on)."""
+    settings = node.settings
+    rows = [_source_row("local", "ok")]
+    if settings.direct_api_enabled:
+        ready = bool(getattr(node, "ready", False))
+        rows.append(_source_row("direct_api", "listening" if ready else "not ready"))
+    if settings.gateway_enabled:
+        rows.append(_poller_health("gateway", getattr(node, "gateway_source", None)))
+    if settings.embed_gateway_enabled:
+        rows.append(_poller_health("embed_gateway", _embed_source(node)))
+    return rows
+
+
+def rearm_outbox(store: JobStore) -> int:
+    """Make every given-up outbox report pending again (attempts reset); how many."""
+    from sqlalchemy import update
+
+    from speak_encoder.node.schema import OUTBOX_GIVEN_UP, OUTBOX_PENDING, outbox
+
+    now = time.time()
+    with store._write() as conn:
+        result = conn.execute(
+            update(outbox)
+            .where(outbox.c.state == OUTBOX_GIVEN_UP)
+            .values(state=OUTBOX_PENDING, attempts=0, next_attempt_at=now, updated_at=now)
+        )
+        return int(result.rowcount or 0)
 
 
 # --- auth --------------------------------------------------------------------------------------
@@ -319,6 +430,10 @@ def dashboard_routes(
     settings = node.settings
     did = _identity_did(settings)
     streams = 0
+    ipfs = ipfs_unknown(settings)
+    ipfs_task: asyncio.Task[None] | None = None
+    ipfs_started: float | None = None
+    pins_busy = False
 
     def get_ring() -> RingBufferHandler | None:
         return ring if isinstance(ring, RingBufferHandler) else ring()
@@ -332,7 +447,35 @@ def dashboard_routes(
         )
 
     def take(log_after: int) -> dict[str, Any]:
-        return snapshot(node, did=did, update=get_update(), ring=get_ring(), log_after=log_after)
+        return snapshot(
+            node, did=did, update=get_update(), ring=get_ring(), log_after=log_after,
+            ipfs=dict(ipfs),
+        )  # fmt: skip
+
+    async def run_ipfs_check() -> None:
+        nonlocal ipfs, ipfs_started
+        try:
+            ipfs = await check_ipfs(settings)
+        except asyncio.CancelledError:  # its event loop ended first: check again next time
+            ipfs_started = None
+            raise
+
+    async def refresh_ipfs(*, wait: bool) -> None:
+        """Start an IPFS check when the last one is older than the interval (never two).
+
+        ``wait``: when nothing is known yet, wait for that first answer (one-shot requests);
+        the event stream never waits, it shows the last known status.
+        """
+        nonlocal ipfs_task, ipfs_started
+        if not ipfs["configured"]:
+            return
+        now = time.monotonic()
+        idle = ipfs_task is None or ipfs_task.done()
+        if idle and (ipfs_started is None or now - ipfs_started >= IPFS_CHECK_INTERVAL_S):
+            ipfs_started = now
+            ipfs_task = asyncio.create_task(run_ipfs_check(), name="dashboard-ipfs-check")
+        if wait and ipfs["checked_at"] is None and ipfs_task is not None:
+            await asyncio.wait({ipfs_task}, timeout=IPFS_CHECK_TIMEOUT_S * 2 + 1)
 
     async def index(request: Request) -> Response:
         return FileResponse(
@@ -342,6 +485,7 @@ def dashboard_routes(
         )
 
     async def state(request: Request) -> Response:
+        await refresh_ipfs(wait=True)
         data = await asyncio.to_thread(take, _int(request.query_params.get("after")))
         return JSONResponse(data)
 
@@ -358,6 +502,7 @@ def dashboard_routes(
                 yield f"retry: {int(interval * 1000)}\n\n"
                 deadline = time.monotonic() + max_stream_s
                 while time.monotonic() < deadline:
+                    await refresh_ipfs(wait=False)
                     try:
                         data = await asyncio.to_thread(take, after)
                     except Exception as exc:  # the store is down: say so, keep streaming
@@ -397,6 +542,47 @@ def dashboard_routes(
 
         return Route(f"/api/jobs/{{job_id}}/{name}", endpoint, methods=["POST"])
 
+    async def retry_pins(request: Request) -> Response:
+        nonlocal pins_busy
+        refused = check_token(settings, request.headers.get("authorization"))
+        if refused is not None:
+            return refused
+        if pins_busy:
+            return JSONResponse({"error": "a pin retry is already running"}, status_code=409)
+        from speak_encoder.storage.targets import retry_pending
+
+        pins_busy = True
+        try:
+            summary = await retry_pending(settings, force=True)
+        except SpeakEncoderError as exc:
+            return JSONResponse({"error": redact(exc.message)}, status_code=409)
+        finally:
+            pins_busy = False
+        try:
+            counts: dict[str, int] | None = await asyncio.to_thread(pin_counts, settings.data_dir)
+        except Exception:
+            counts = None
+        log.info(
+            "dashboard: pin retry by the operator: %d pinned, %d still failing, %d given up",
+            len(summary.done), len(summary.failed), len(summary.expired),
+        )  # fmt: skip
+        return JSONResponse(
+            {"attempted": summary.attempted, "done": len(summary.done),
+             "failed": len(summary.failed), "expired": len(summary.expired), "pins": counts}
+        )  # fmt: skip
+
+    async def retry_outbox(request: Request) -> Response:
+        refused = check_token(settings, request.headers.get("authorization"))
+        if refused is not None:
+            return refused
+        try:
+            rearmed = await asyncio.to_thread(rearm_outbox, node.store)
+            counts = await asyncio.to_thread(node.store.outbox_counts)
+        except SpeakEncoderError as exc:
+            return JSONResponse({"error": redact(exc.message)}, status_code=503)
+        log.info("dashboard: %d given-up outbox report(s) re-armed by the operator", rearmed)
+        return JSONResponse({"rearmed": rearmed, "outbox": counts})
+
     async def stored(request: Request) -> Response:
         cid, path = str(request.path_params["cid"]), str(request.path_params["path"])
         target = await asyncio.to_thread(store_file, settings, cid, path)
@@ -410,6 +596,8 @@ def dashboard_routes(
         Route("/api/events", events, methods=["GET"]),
         action("retry", node.store.retry),
         action("cancel", node.store.request_cancel),
+        Route("/api/pins/retry", retry_pins, methods=["POST"]),
+        Route("/api/outbox/retry", retry_outbox, methods=["POST"]),
         Route("/store/{cid}/{path:path}", stored, methods=["GET"]),
         Mount("/static", app=StaticFiles(directory=STATIC_DIR), name="static"),
     ]
@@ -430,9 +618,12 @@ __all__ = [
     "CSP",
     "STATIC_DIR",
     "UpdateNotice",
+    "check_ipfs",
     "check_token",
     "dashboard_routes",
     "public_job",
+    "rearm_outbox",
     "snapshot",
+    "source_health",
     "store_file",
 ]

@@ -82,6 +82,42 @@
     }
   }
 
+  // pending pins / given-up outbox reports: retried by the operator (token needed)
+  async function retryQueue(what) {
+    const msg = $("action-msg");
+    msg.textContent = "retry " + what + "…";
+    const headers = {};
+    const t = token();
+    if (t) headers["Authorization"] = "Bearer " + t;
+    try {
+      const res = await fetch("/api/" + what + "/retry", {
+        method: "POST", headers: headers, credentials: "omit", cache: "no-store",
+      });
+      const body = await res.json().catch(() => ({}));
+      if (res.ok) {
+        msg.textContent = what === "pins"
+          ? "pins retried: " + body.attempted + " attempted, " + body.done + " pinned, " +
+            body.failed + " still pending, " + body.expired + " given up"
+          : "outbox: " + body.rearmed + " given-up report(s) queued again";
+        msg.dataset.result = "ok";
+      } else {
+        msg.textContent = "retry " + what + " refused (" + res.status + "): " + (body.error || res.statusText);
+        msg.dataset.result = "refused";
+      }
+    } catch (e) {
+      msg.textContent = "retry " + what + " failed: " + e;
+      msg.dataset.result = "error";
+    }
+  }
+
+  function setQueueButtons() {
+    for (const id of ["retry-pins", "retry-outbox"]) {
+      const button = $(id);
+      button.disabled = !canAct;
+      button.title = canAct ? "" : "read-only: no DASHBOARD_TOKEN configured on the node";
+    }
+  }
+
   function actionButton(name, job) {
     const button = el("button", name, "act-" + name);
     button.type = "button";
@@ -151,6 +187,18 @@
     $("node-uptime").textContent = fmtDuration(Date.now() / 1000 - node.started_at);
     const sources = Object.keys(node.sources).filter((k) => node.sources[k]);
     $("node-sources").textContent = sources.join(", ");
+    renderIpfs(node.ipfs);
+    $("node-source-health").replaceChildren(...(node.source_health || []).map((src) => {
+      let text = src.name + ": " + src.health;
+      if (src.registered !== null && src.registered !== undefined) {
+        text += src.registered ? ", registered" : ", not registered";
+      }
+      if (src.last_ok_at) text += ", last ok " + fmtTime(src.last_ok_at);
+      if (src.last_error) text += ", last error: " + src.last_error;
+      const item = el("li", text, "health-" + String(src.health).split(" ")[0]);
+      item.dataset.source = src.name;
+      return item;
+    }));
     $("node-paused").textContent = node.paused.length ? "paused: " + node.paused.join("; ") : "accepting";
     $("node-counts").textContent = Object.keys(data.counts).sort()
       .map((k) => k + " " + data.counts[k]).join(" · ") || "none";
@@ -158,9 +206,23 @@
     const pins = data.pins ? "pins pending " + data.pins.pending + ", expired " + data.pins.expired : "pins —";
     $("node-outbox").textContent = "outbox " + (outbox || "empty") + " · " + pins;
     canAct = !!node.can_act;
+    setQueueButtons();
     $("token-note").textContent = canAct
       ? "Retry and cancel need the operator token (kept in this tab's sessionStorage only)."
       : "Read-only: no DASHBOARD_TOKEN is configured on this node, every action is refused.";
+  }
+
+  function renderIpfs(ipfs) {
+    const box = $("node-ipfs");
+    if (!ipfs) { box.textContent = "—"; return; }
+    let text;
+    if (!ipfs.configured) text = "not configured";
+    else if (ipfs.ok === true) text = "ok, peer " + ipfs.peer_id;
+    else if (ipfs.ok === false) text = "unreachable: " + (ipfs.error || "?");
+    else text = "checking…";
+    if (ipfs.checked_at) text += " (checked " + fmtTime(ipfs.checked_at) + ")";
+    box.textContent = text;
+    box.dataset.ok = String(ipfs.ok);
   }
 
   function fill(tableId, rows) {
@@ -335,6 +397,8 @@
       $("token").value = "";
       $("action-msg").textContent = "token forgotten";
     });
+    $("retry-pins").addEventListener("click", () => retryQueue("pins"));
+    $("retry-outbox").addEventListener("click", () => retryQueue("outbox"));
     connect();
   });
 })();
