@@ -75,6 +75,7 @@ def _monitor(tmp_path: Path, events: list[str], **limits: float) -> Monitor:
         pause=lambda reason: events.append(f"pause:{reason}"),
         resume=lambda reason: events.append(f"resume:{reason}"),
         pruners=[lambda: events.append("pruned") or 3],
+        history_interval=0,
     )
 
 

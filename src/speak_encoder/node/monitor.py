@@ -28,6 +28,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds between two threshold checks (logging has its own, longer interval).
 CHECK_INTERVAL_S = 5.0
+#: Seconds between two samples kept for the dashboard's memory chart.
+HISTORY_INTERVAL_S = 30.0
 MB = 1024 * 1024
 
 PAUSE_MEMORY = "memory above MEMORY_CRITICAL_MB"
@@ -80,17 +82,20 @@ class Monitor:
     resume: Callable[[str], None]
     #: Called on high memory; each returns how many entries it dropped.
     pruners: list[Callable[[], int]] = field(default_factory=list)
-    #: The last hours of samples, for the dashboard (bounded).
+    #: The last hours of samples, for the dashboard: one every ``history_interval`` seconds,
+    #: at most ``history_max`` (30 s × 720 = 6 hours).
     history: list[MemorySample] = field(default_factory=list)
     history_max: int = 720
+    history_interval: float = HISTORY_INTERVAL_S
     check_interval: float = CHECK_INTERVAL_S
     _last_log: float = 0.0
 
     def check(self) -> MemorySample:
         """One round: measure, log, warn, prune, pause or resume intake."""
         now = sample(self.work_dir)
-        self.history.append(now)
-        del self.history[: max(0, len(self.history) - self.history_max)]
+        if not self.history or now.at - self.history[-1].at >= self.history_interval:
+            self.history.append(now)
+            del self.history[: max(0, len(self.history) - self.history_max)]
         if time.monotonic() - self._last_log >= self.log_interval:
             self._last_log = time.monotonic()
             log.info(
