@@ -33,7 +33,6 @@ from typing import Any, Final
 import httpx
 from pydantic import ValidationError
 
-from speak_encoder import __version__
 from speak_encoder.config import Settings
 from speak_encoder.errors import NetworkError, QueueFull, StoreUnavailable
 from speak_encoder.node.identity import NodeIdentity
@@ -45,13 +44,10 @@ from speak_encoder.sources.gateway_protocol import (
     KEY_HINT,
     Backoff,
     GatewayAuthRejected,
+    GatewayClient,
     GatewayError,
-    GatewayHttp,
     free_capacity,
-    iso_now,
     jittered,
-    json_object,
-    raise_for_answer,
     read_update_notice,
     sleep_until,
 )
@@ -64,8 +60,8 @@ log = logging.getLogger(__name__)
 BACKOFF_MAX_S: Final = 600.0
 
 
-class EmbedGatewayClient:
-    """The three routes of the embed gateway."""
+class EmbedGatewayClient(GatewayClient):
+    """The three routes of the embed gateway (all shared with the legacy one)."""
 
     def __init__(
         self,
@@ -74,40 +70,7 @@ class EmbedGatewayClient:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.settings = settings
-        self.http = GatewayHttp(
-            settings.embed_gateway_url, identity, timeout=settings.gateway_timeout,
-            transport=transport,
-        )  # fmt: skip
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
-
-    async def update_node(self) -> dict[str, Any]:
-        info = {
-            "name": self.settings.node_name,
-            "cryptoAccounts": {"hive": self.settings.hive_username},
-            "commit_hash": __version__,
-        }
-        answer = await self.http.post_jws("updateNode", {"node_info": info})
-        raise_for_answer(answer)
-        return answer.obj or {}
-
-    async def heartbeat(self) -> dict[str, Any]:
-        answer = await self.http.post_jws(
-            "heartbeat", {"timestamp": iso_now(), "version": __version__}
-        )
-        raise_for_answer(answer)
-        return answer.obj or {}
-
-    async def my_job(self) -> dict[str, Any] | None:
-        """The direct job request offered to this node, or ``None``."""
-        answer = await self.http.post_jws("myJob", {"timestamp": iso_now()})
-        if answer.status == 404:
-            return None
-        data = json_object(answer)
-        job = data.get("job")
-        return job if isinstance(job, dict) and job else None
+        super().__init__(settings, identity, settings.embed_gateway_url, transport=transport)
 
 
 class EmbedSource:

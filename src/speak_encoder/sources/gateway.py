@@ -66,8 +66,8 @@ from speak_encoder.sources.gateway_protocol import (
     KEY_HINT,
     Backoff,
     GatewayAuthRejected,
+    GatewayClient,
     GatewayError,
-    GatewayHttp,
     GatewayRejected,
     free_capacity,
     is_done_answer,
@@ -153,7 +153,7 @@ def fail_body(job_id: str, error: str, *, retryable: bool) -> dict[str, Any]:
 # --- the client -------------------------------------------------------------------------------
 
 
-class LegacyGatewayClient:
+class LegacyGatewayClient(GatewayClient):
     """One method per §2 route. Raises :class:`GatewayError` (and subclasses) on failure."""
 
     def __init__(
@@ -164,22 +164,8 @@ class LegacyGatewayClient:
         base_url: str | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        self.settings = settings
-        self.identity = identity
+        super().__init__(settings, identity, base_url or settings.gateway_url, transport=transport)
         self.did = identity.did
-        self.http = GatewayHttp(
-            base_url or settings.gateway_url,
-            identity,
-            timeout=settings.gateway_timeout,
-            transport=transport,
-        )
-
-    @property
-    def base_url(self) -> str:
-        return self.http.base_url
-
-    async def aclose(self) -> None:
-        await self.http.aclose()
 
     def owns(self, status: dict[str, Any]) -> bool:
         """Whether a ``jobstatus`` answer names this node as ``assigned_to``."""
@@ -189,25 +175,6 @@ class LegacyGatewayClient:
     async def stats(self) -> dict[str, Any]:
         return json_object(await self.http.get("stats"))
 
-    async def update_node(self, peer_id: str | None = None) -> dict[str, Any]:
-        info: dict[str, Any] = {
-            "name": self.settings.node_name,
-            "cryptoAccounts": {"hive": self.settings.hive_username},
-            "commit_hash": __version__,
-        }
-        if peer_id:
-            info["peer_id"] = peer_id
-        answer = await self.http.post_jws("updateNode", {"node_info": info})
-        raise_for_answer(answer)
-        return answer.obj or {}
-
-    async def heartbeat(self) -> dict[str, Any]:
-        answer = await self.http.post_jws(
-            "heartbeat", {"timestamp": iso_now(), "version": __version__}
-        )
-        raise_for_answer(answer)
-        return answer.obj or {}
-
     async def get_job(self) -> dict[str, Any] | None:
         """An unassigned job, or ``None`` (404)."""
         answer = await self.http.get("getJob")
@@ -215,15 +182,6 @@ class LegacyGatewayClient:
             return None
         job = json_object(answer)
         return job or None
-
-    async def my_job(self) -> dict[str, Any] | None:
-        """A job pre-assigned to this node (newer gateways), or ``None`` (404 / ``job: null``)."""
-        answer = await self.http.post_jws("myJob", {"timestamp": iso_now()})
-        if answer.status == 404:
-            return None
-        data = json_object(answer)
-        job = data.get("job")
-        return job if isinstance(job, dict) and job else None
 
     async def job_status(self, job_id: str) -> dict[str, Any] | None:
         """``{"assigned_to", "status", …}``, or ``None`` for an unknown job (404)."""

@@ -42,6 +42,7 @@ from speak_encoder.errors import (  # noqa: F401 (re-exported)
 log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
+    from speak_encoder.config import Settings
     from speak_encoder.node.identity import NodeIdentity
     from speak_encoder.node.scheduler import Scheduler
     from speak_encoder.node.store import JobStore
@@ -335,3 +336,57 @@ def read_update_notice(
             gateway, latest_version or "?", __version__,
         )  # fmt: skip
     return needs, latest_version
+
+
+class GatewayClient:
+    """The routes both 3Speak gateways share (§2, §3): ``updateNode``, ``heartbeat``,
+    ``myJob``. Raises :class:`GatewayError` (and subclasses) on failure."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        identity: NodeIdentity,
+        base_url: str,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.settings = settings
+        self.identity = identity
+        self.http = GatewayHttp(
+            base_url, identity, timeout=settings.gateway_timeout, transport=transport
+        )
+
+    @property
+    def base_url(self) -> str:
+        return self.http.base_url
+
+    async def aclose(self) -> None:
+        await self.http.aclose()
+
+    async def update_node(self, peer_id: str | None = None) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "name": self.settings.node_name,
+            "cryptoAccounts": {"hive": self.settings.hive_username},
+            "commit_hash": __version__,
+        }
+        if peer_id:
+            info["peer_id"] = peer_id
+        answer = await self.http.post_jws("updateNode", {"node_info": info})
+        raise_for_answer(answer)
+        return answer.obj or {}
+
+    async def heartbeat(self) -> dict[str, Any]:
+        answer = await self.http.post_jws(
+            "heartbeat", {"timestamp": iso_now(), "version": __version__}
+        )
+        raise_for_answer(answer)
+        return answer.obj or {}
+
+    async def my_job(self) -> dict[str, Any] | None:
+        """The job offered (pre-assigned) to this node, or ``None`` (404 / ``job: null``)."""
+        answer = await self.http.post_jws("myJob", {"timestamp": iso_now()})
+        if answer.status == 404:
+            return None
+        data = json_object(answer)
+        job = data.get("job")
+        return job if isinstance(job, dict) and job else None
