@@ -27,8 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from typing import Any, Final
+from typing import Any
 
 import httpx
 from pydantic import ValidationError
@@ -41,11 +40,10 @@ from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
 from speak_encoder.sources.direct_request import DirectJobRequest, to_new_job
 from speak_encoder.sources.gateway_protocol import (
-    KEY_HINT,
-    Backoff,
     GatewayAuthRejected,
     GatewayClient,
     GatewayError,
+    PollRounds,
     free_capacity,
     jittered,
     read_update_notice,
@@ -55,9 +53,6 @@ from speak_encoder.sources.ssrf import UnsafeUrl, check_public_url
 from speak_encoder.sources.webhooks import OutboxDeliverer, WebhookHooks
 
 log = logging.getLogger(__name__)
-
-#: Longest wait between two rounds after repeated errors (seconds).
-BACKOFF_MAX_S: Final = 600.0
 
 
 class EmbedGatewayClient(GatewayClient):
@@ -98,18 +93,13 @@ class EmbedSource:
         if SourceKind.EMBED not in scheduler.hooks:
             hooks = webhooks or WebhookHooks(settings, store, on_enqueue=self.deliverer.notify)
             scheduler.hooks = {**scheduler.hooks, SourceKind.EMBED: hooks}
-        interval = settings.gateway_poll_interval
-        self.backoff = Backoff(interval, max(interval, min(BACKOFF_MAX_S, interval * 16)))
+        self.rounds = PollRounds("embed gateway", settings.gateway_poll_interval)
         self.registered = False
         self.encoder_info: dict[str, Any] | None = None
         self.needs_update: bool | None = None
         self.latest_version: str | None = None
         self.submitted = 0
         self.duplicates = 0
-        #: When the last poll round succeeded, and why the latest one failed (the dashboard).
-        self.last_ok_at: float | None = None
-        self.last_error: str | None = None
-        self._auth_logged = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop`` (its own webhook deliverer, if any, stops with it)."""
@@ -145,22 +135,11 @@ class EmbedSource:
             await self._heartbeat()
             got = await self._poll()
         except GatewayAuthRejected as exc:
-            self.last_error = f"signature refused: {exc.message}"
-            if not self._auth_logged:
-                log.error("🔑 embed gateway refused the node's signature: %s", exc.message)
-                self._auth_logged = True
-            else:
-                log.debug("embed gateway still refuses the signature (%s)", KEY_HINT)
-            return self.backoff.next_delay()
+            return self.rounds.refused(exc)
         except (GatewayError, StoreUnavailable, NetworkError) as exc:
-            self.last_error = exc.message
-            delay = self.backoff.next_delay()
             what = "updateNode" if not self.registered else "embed gateway"
-            log.warning("🌐 %s: %s — retrying in %.0f s", what, exc.message, delay)
-            return delay
-        self.last_ok_at, self.last_error = time.time(), None
-        self.backoff.reset()
-        self._auth_logged = False
+            return self.rounds.failed(what, exc.message)
+        self.rounds.succeeded()
         if got and await free_capacity(self.scheduler, self.store):
             return 0.0
         return jittered(self.settings.gateway_poll_interval)

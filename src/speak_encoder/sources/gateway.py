@@ -63,12 +63,11 @@ from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
 from speak_encoder.pipeline.source import parse_source
 from speak_encoder.sources.gateway_protocol import (
-    KEY_HINT,
-    Backoff,
     GatewayAuthRejected,
     GatewayClient,
     GatewayError,
     GatewayRejected,
+    PollRounds,
     free_capacity,
     is_done_answer,
     is_not_ours_answer,
@@ -101,8 +100,6 @@ GATEWAY_KINDS: Final = frozenset({KIND_FINISH, KIND_FAIL, KIND_REJECT})
 REPORT_MAX_ATTEMPTS: Final = 30
 REPORT_RETRY_BASE_S: Final = 10.0
 REPORT_RETRY_MAX_S: Final = 900.0
-#: Longest wait between two polls after repeated errors (seconds).
-BACKOFF_MAX_S: Final = 600.0
 #: Seconds ``released`` may spend on ``rejectJob`` during shutdown (the outbox keeps it anyway).
 RELEASE_TIMEOUT_S: Final = 5.0
 #: How a progress fraction of each stage maps onto ``progressPct`` (start, end of the stage).
@@ -463,18 +460,13 @@ class GatewaySource:
         self.client = LegacyGatewayClient(settings, identity, transport=transport)
         self.hooks = GatewayHooks(settings, store, self.client)
         scheduler.hooks = {**scheduler.hooks, SourceKind.GATEWAY: self.hooks}
-        interval = settings.gateway_poll_interval
-        self.backoff = Backoff(interval, max(interval, min(BACKOFF_MAX_S, interval * 16)))
+        self.rounds = PollRounds("gateway", settings.gateway_poll_interval)
         self.registered = False
         self.needs_update: bool | None = None
         self.latest_version: str | None = None
         self.use_my_job = True
         self.claimed = 0
-        #: When the last poll round succeeded, and why the latest one failed (the dashboard).
-        self.last_ok_at: float | None = None
-        self.last_error: str | None = None
         self._skipped: set[str] = set()  # gateway ids this node will not take (bad source)
-        self._auth_logged = False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Poll until ``stop``; then keep delivering reports until cancelled."""
@@ -500,26 +492,12 @@ class GatewaySource:
             await self._heartbeat()
             claimed = await self._poll()
         except GatewayAuthRejected as exc:
-            self.last_error = f"signature refused: {exc.message}"
-            if not self._auth_logged:
-                log.error("🔑 gateway refused the node's signature: %s", exc.message)
-                self._auth_logged = True
-            else:
-                log.debug("gateway still refuses the signature (%s)", KEY_HINT)
-            return self.backoff.next_delay()
+            return self.rounds.refused(exc)
         except GatewayError as exc:
-            self.last_error = exc.message
-            delay = self.backoff.next_delay()
-            log.warning("🌐 gateway: %s — retrying in %.0f s", exc.message, delay)
-            return delay
+            return self.rounds.failed("gateway", exc.message)
         except (StoreUnavailable, NetworkError) as exc:
-            self.last_error = exc.message
-            delay = self.backoff.next_delay()
-            log.warning("🌐 gateway poll: %s — retrying in %.0f s", exc.message, delay)
-            return delay
-        self.last_ok_at, self.last_error = time.time(), None
-        self.backoff.reset()
-        self._auth_logged = False
+            return self.rounds.failed("gateway poll", exc.message)
+        self.rounds.succeeded()
         if claimed and await free_capacity(self.scheduler, self.store):
             return 0.0  # still room: look for the next job now
         return jittered(self.settings.gateway_poll_interval)

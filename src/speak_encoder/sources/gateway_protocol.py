@@ -25,6 +25,7 @@ import datetime as dt
 import json
 import logging
 import random
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
@@ -264,6 +265,43 @@ class Backoff:
 
     def reset(self) -> None:
         self.failures = 0
+
+
+#: Longest wait between two poll rounds after repeated errors (seconds).
+BACKOFF_MAX_S: Final = 600.0
+
+
+class PollRounds:
+    """How a gateway poller's rounds go: the back-off after failures, when the last round
+    succeeded and why the latest failed (the dashboard reads both), one log line per state."""
+
+    def __init__(self, gateway: str, interval: float) -> None:
+        self.gateway = gateway
+        self.backoff = Backoff(interval, max(interval, min(BACKOFF_MAX_S, interval * 16)))
+        self.last_ok_at: float | None = None
+        self.last_error: str | None = None
+        self._auth_logged = False
+
+    def refused(self, exc: GatewayAuthRejected) -> float:
+        """The gateway refused our signature: logged once (until a round succeeds)."""
+        self.last_error = f"signature refused: {exc.message}"
+        if not self._auth_logged:
+            log.error("🔑 %s refused the node's signature: %s", self.gateway, exc.message)
+            self._auth_logged = True
+        else:
+            log.debug("%s still refuses the signature (%s)", self.gateway, KEY_HINT)
+        return self.backoff.next_delay()
+
+    def failed(self, what: str, message: str) -> float:
+        self.last_error = message
+        delay = self.backoff.next_delay()
+        log.warning("🌐 %s: %s — retrying in %.0f s", what, message, delay)
+        return delay
+
+    def succeeded(self) -> None:
+        self.last_ok_at, self.last_error = time.time(), None
+        self.backoff.reset()
+        self._auth_logged = False
 
 
 async def sleep_until(stop: asyncio.Event, seconds: float) -> bool:

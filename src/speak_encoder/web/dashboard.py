@@ -313,8 +313,9 @@ def _poller_health(name: str, poller: Any) -> dict[str, Any]:
     if poller is None:
         return row
     registered = bool(getattr(poller, "registered", False))
-    last_ok = getattr(poller, "last_ok_at", None)
-    error = getattr(poller, "last_error", None)
+    rounds = getattr(poller, "rounds", poller)  # sources.gateway_protocol.PollRounds
+    last_ok = getattr(rounds, "last_ok_at", None)
+    error = getattr(rounds, "last_error", None)
     row["registered"] = registered
     row["last_ok_at"] = last_ok if isinstance(last_ok, (int, float)) else None
     row["last_error"] = redact(str(error))[:ERROR_CHARS] if error else None
