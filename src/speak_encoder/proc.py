@@ -2,15 +2,26 @@
 
 No shell is ever involved. Every process starts in a new session (its own process group) so a
 cancel or a timeout can kill ffmpeg *and* anything it spawned with one ``killpg``.
+
+A child never outlives its parent: on Linux it asks the kernel, before ``exec``, for SIGKILL
+when the process that started it dies (``PR_SET_PDEATHSIG``), so a ``kill -9`` of the node (or
+of ``encode``) takes its ffmpeg along instead of leaving it writing under PID 1. The request is
+made in the child between ``fork`` and ``exec`` with a libc function resolved at import (no
+allocation, no lock), and the child exits at once if its parent is already gone. The signal
+follows the *thread* that forked: asyncio forks on the event-loop thread, which lives as long
+as the loop. An optional address-space limit (``RLIMIT_AS``) is set there too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import os
+import resource
 import signal
-from collections.abc import Sequence
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from speak_encoder.errors import ConfigError
@@ -30,12 +41,48 @@ class Completed:
     stderr: bytes
 
 
-async def start(argv: Sequence[str], **kwargs: object) -> asyncio.subprocess.Process:
-    """Start ``argv`` in its own process group; a missing binary is a :class:`ConfigError`."""
+#: ``prctl`` option number of PR_SET_PDEATHSIG (linux/prctl.h).
+PR_SET_PDEATHSIG = 1
+
+
+def _resolve_prctl() -> Callable[..., int] | None:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl: Callable[..., int] = libc.prctl
+    except (OSError, AttributeError):
+        return None
+    return prctl
+
+
+_PRCTL = _resolve_prctl()
+
+
+def _child_setup(parent: int, memory_limit: int | None) -> Callable[[], None]:
+    """What the child runs between fork and exec (see the module docstring)."""
+
+    def setup() -> None:
+        if _PRCTL is not None:
+            _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
+            if os.getppid() != parent:  # the parent died before the request took effect
+                os._exit(1)
+        if memory_limit is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+
+    return setup
+
+
+async def start(
+    argv: Sequence[str], *, memory_limit: int | None = None, **kwargs: object
+) -> asyncio.subprocess.Process:
+    """Start ``argv`` in its own process group, to die with this process; a missing binary is
+    a :class:`ConfigError`. ``memory_limit`` (bytes) caps the child's address space."""
     try:
         return await asyncio.create_subprocess_exec(
             *argv,
             start_new_session=True,
+            preexec_fn=_child_setup(os.getpid(), memory_limit),
             **kwargs,  # type: ignore[arg-type]
         )
     except FileNotFoundError:
