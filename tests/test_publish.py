@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import secrets
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -18,7 +20,9 @@ from speak_encoder.config import Settings, load_settings
 from speak_encoder.errors import CidMismatch, ConfigError, PublishIncomplete
 from speak_encoder.storage.kubo import KuboClient
 from speak_encoder.storage.local_store import keep_folder, stored_path
-from speak_encoder.storage.pins import DONE, PENDING, PinQueue
+from speak_encoder.node.store import JobStore
+from speak_encoder.node.store.pins import StorePinQueue
+from speak_encoder.storage.pins import DONE, PENDING
 from speak_encoder.storage.targets import publish_folder, retry_pending
 from speak_encoder.storage.unixfs import import_folder
 from speak_encoder.testing.ipfs_node import JsIpfsNode, free_port
@@ -52,6 +56,29 @@ def settings_for(tmp_path: Path, **values: Any) -> Settings:
     return load_settings(**base)
 
 
+@contextlib.contextmanager
+def pin_queue(settings: Settings) -> Iterator[StorePinQueue]:
+    """The node's pin queue, in the job store of ``settings`` (opened afresh each time, as a
+    new process would)."""
+    store = JobStore.open(settings)
+    try:
+        yield store.pin_queue(settings)
+    finally:
+        store.close()
+
+
+def publish(folder: Path, settings: Settings, cid: str, **kwargs: Any) -> Any:
+    with pin_queue(settings) as queue:
+        return asyncio.run(
+            publish_folder(folder, settings, expected_cid=cid, queue=queue, **kwargs)
+        )
+
+
+def retry(settings: Settings) -> Any:
+    with pin_queue(settings) as queue:
+        return asyncio.run(retry_pending(settings, queue, force=True))
+
+
 def pinned_on(node: JsIpfsNode, cid: str) -> bool:
     async def check() -> bool:
         async with KuboClient(node.api_url) as client:
@@ -80,11 +107,7 @@ def test_publish_to_every_target_is_verified(ipfs_node: JsIpfsNode, tmp_path: Pa
             publish_targets="local,hotnode,supernode,cluster,pinning_service",
             publish_required="all",
         )
-        result = asyncio.run(
-            publish_folder(
-                folder, settings, expected_cid=cid, on_progress=lambda *a: progress.append(a)
-            )
-        )
+        result = publish(folder, settings, cid, on_progress=lambda *a: progress.append(a))
         assert result.ok, result.as_dict()
         assert [o.name for o in result.outcomes if o.ok] == [
             "local", "hotnode", "supernode", "cluster", "pinning_service",
@@ -96,7 +119,7 @@ def test_publish_to_every_target_is_verified(ipfs_node: JsIpfsNode, tmp_path: Pa
         assert director.requests == [("GET", "/")]
     assert {name for name, _, _ in progress} == {"local", "hotnode", "supernode"}
     assert pinned_on(ipfs_node, cid)
-    with PinQueue.from_settings(settings) as queue:
+    with pin_queue(settings) as queue:
         assert queue.entries(None) == []
 
 
@@ -106,25 +129,25 @@ def test_node_down_pin_is_queued_and_pinned_after_restart(tmp_path: Path) -> Non
         node.stop()  # the node is down
         settings = settings_for(tmp_path, ipfs_api_addr=node.api_url, publish_targets="local")
         with pytest.raises(PublishIncomplete, match="queued for retry") as caught:
-            asyncio.run(publish_folder(folder, settings, expected_cid=cid))
+            publish(folder, settings, cid)
         assert not caught.value.result.ok
         assert caught.value.result.outcomes[0].error_kind == "IpfsUnavailable"
 
         # The encoder restarts: a fresh process re-opens the queue from disk.
-        with PinQueue.from_settings(settings) as queue:
+        with pin_queue(settings) as queue:
             [entry] = queue.entries()
             assert (entry.cid, entry.target, entry.status) == (cid, "local", PENDING)
             assert "cannot connect" in (entry.last_error or "")
 
-        still_down = asyncio.run(retry_pending(settings, force=True))
+        still_down = retry(settings)
         assert len(still_down.failed) == 1
         assert not still_down.done
 
         node.start()  # the node is back
-        summary = asyncio.run(retry_pending(settings, force=True))
+        summary = retry(settings)
         assert [p.cid for p in summary.done] == [cid]
         assert pinned_on(node, cid)
-        with PinQueue.from_settings(settings) as queue:
+        with pin_queue(settings) as queue:
             assert [e.status for e in queue.entries(None)] == [DONE]
 
 
@@ -133,7 +156,7 @@ def test_wrong_cid_from_the_node_fails_the_publish(ipfs_node: JsIpfsNode, tmp_pa
     with KuboFaultProxy(ipfs_node.api_url, "wrong-root") as proxy:
         settings = settings_for(tmp_path, ipfs_api_addr=proxy.url, publish_targets="local")
         with pytest.raises(CidMismatch, match=cid):
-            asyncio.run(publish_folder(folder, settings, expected_cid=cid))
+            publish(folder, settings, cid)
 
 
 def test_any_remote_policy_queues_the_failed_remote(ipfs_node: JsIpfsNode, tmp_path: Path) -> None:
@@ -149,10 +172,10 @@ def test_any_remote_policy_queues_the_failed_remote(ipfs_node: JsIpfsNode, tmp_p
             publish_targets="local,cluster,pinning_service",
             publish_required="any-remote",
         )
-        result = asyncio.run(publish_folder(folder, settings, expected_cid=cid))
+        result = publish(folder, settings, cid)
     assert result.ok
     assert [o.name for o in result.pending] == ["cluster"]
-    with PinQueue.from_settings(settings) as queue:
+    with pin_queue(settings) as queue:
         assert [(e.target, e.status) for e in queue.entries()] == [("cluster", PENDING)]
 
     # `pins` CLI: list shows the queued one, retry keeps it (cluster still down) → exit 1.
@@ -174,7 +197,7 @@ def test_pinning_service_rejects_a_bad_token(ipfs_node: JsIpfsNode, tmp_path: Pa
             publish_targets="pinning_service",
         )
         with pytest.raises(PublishIncomplete, match="UNAUTHORIZED"):
-            asyncio.run(publish_folder(folder, settings, expected_cid=cid))
+            publish(folder, settings, cid)
 
 
 @pytest.mark.parametrize(
@@ -191,7 +214,7 @@ def test_configuration_errors_name_the_setting(
     folder, cid = make_output(tmp_path / "out")
     settings = settings_for(tmp_path, ipfs_api_addr=ipfs_node.api_url, **values)
     with pytest.raises(ConfigError, match=message):
-        asyncio.run(publish_folder(folder, settings, expected_cid=cid))
+        publish(folder, settings, cid)
 
 
 def test_local_store_moves_by_cid_and_drops_duplicates(tmp_path: Path) -> None:

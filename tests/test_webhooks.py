@@ -34,7 +34,8 @@ ROOT = "QmSyaY8Nh5DnNGAeoJZWdYUsUmGrUG63zKVxfgfsSsvqzz"
 HOOK_KEY = "hook-key-portrait"
 SECRET = "whsec-test-1234"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-VECTORS = Path(__file__).resolve().parents[2] / "shared/spec/vectors/webhooks-existing-encoder.json"
+#: Bodies the existing encoder really sent (a copy of shared/spec/vectors: a clone has no ../shared).
+VECTORS = Path(__file__).resolve().parent / "data/webhooks-existing-encoder.json"
 RESULT: dict[str, Any] = {
     "cid": ROOT,
     "manifest": f"ipfs://{ROOT}/manifest.m3u8",
@@ -177,8 +178,10 @@ def test_failure_webhook_is_sent_once(
     job = running_job(store, settings, receiver.hook_url(), input_cid=f"ipfs://{CID}")
     hooks = WebhookHooks(settings, store)
     error = f"ffmpeg could not decode {settings.work_dir}/{job.id}/source.mp4"
-    asyncio.run(hooks.failed(job, error, "MediaError"))
-    asyncio.run(hooks.failed(job, error, "MediaError"))  # a second call adds nothing
+    for _ in range(2):  # the scheduler's path: the failure and its report in one transaction
+        report = hooks.failure_report(job, error, "MediaError")
+        store.fail(job.id, settings.node_name, error=error, kind="MediaError", report=report)
+    assert store.require(job.id).state.value == "failed"
     deliverer = OutboxDeliverer(settings, store)
     assert deliver(deliverer) == 1
     assert deliver(deliverer) == 0
@@ -250,24 +253,28 @@ def test_progress_pings_path_body_and_throttle(
         (24, Stage.PUBLISH, 0.1),  # 89: no
     ]
 
+    deliverer = OutboxDeliverer(settings, store)
+
     async def scenario() -> None:
         for at, stage, fraction in ticks:
             clock.now = at
             hooks.progress(job, stage, fraction)
-        await hooks.wait_idle()
+            await hooks.wait_idle()
+            await deliverer.deliver_due()
 
     asyncio.run(scenario())
     pings = receiver.wait_for(5, progress=True)
     assert {p.path for p in pings} == {"/hook/portrait/progress"}
-    bodies = sorted((p.json() for p in pings), key=lambda b: b["progress"])
+    bodies = [p.json() for p in pings]  # in order: one job's reports leave one at a time
     assert [(b["progress"], b["stage"]) for b in bodies] == [
         (0, "download"), (9, "download"), (13, "encode"), (48, "encode"), (88, "upload"),
     ]  # fmt: skip
     assert all(set(b) == {"owner", "permlink", "progress", "stage"} for b in bodies)
     assert all(p.headers["x-api-key"] == HOOK_KEY for p in pings)
     assert all(verify_signature(SECRET, p.headers["x-speak-signature"], p.body) for p in pings)
+    assert "idempotency-key" not in pings[0].headers
     assert len(receiver.received(progress=True)) == 5
-    assert store.outbox_counts()["pending"] == 0  # progress never goes through the outbox
+    assert store.outbox_rows(job.id) == []  # a delivered progress report leaves no row
 
 
 def test_progress_to_an_unreachable_or_refused_url_is_harmless(
@@ -277,11 +284,15 @@ def test_progress_to_an_unreachable_or_refused_url_is_harmless(
     job = running_job(store, settings, f"http://127.0.0.1:{closed_port}/hook")
     hooks = WebhookHooks(settings, store)
 
-    async def scenario() -> None:
+    deliverer = OutboxDeliverer(settings, store)
+
+    async def scenario() -> int:
         hooks.progress(job, Stage.FETCH, 0.5)
         await hooks.wait_idle()
+        return await deliverer.deliver_due()
 
-    asyncio.run(scenario())  # refused by the guard, logged, nothing raised
+    assert asyncio.run(scenario()) == 1  # refused by the guard, logged, nothing raised
+    assert store.outbox_rows(job.id) == []  # dropped, never retried
 
 
 # --- the outbox -------------------------------------------------------------------------------

@@ -19,10 +19,14 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from speak_encoder.config import Settings
 from speak_encoder.storage.car import write_car
-from speak_encoder.storage.pins import PendingPin, PinQueue
+from speak_encoder.storage.pins import PendingPin
+
+if TYPE_CHECKING:
+    from speak_encoder.node.store import JobStore
 from speak_encoder.storage.targets import retry_pending
 from speak_encoder.storage.unixfs import import_path
 
@@ -99,8 +103,19 @@ def _describe(pin: PendingPin, now: float) -> str:
 
 
 def run_pins(args: argparse.Namespace, settings: Settings) -> int:
+    from speak_encoder.node.store import JobStore
+
+    store = JobStore.open(settings)
+    try:
+        return _pins(args, settings, store)
+    finally:
+        store.close()
+
+
+def _pins(args: argparse.Namespace, settings: Settings, store: JobStore) -> int:
+    queue = store.pin_queue(settings)
     if args.action == "retry":
-        summary = asyncio.run(retry_pending(settings, force=args.force))
+        summary = asyncio.run(retry_pending(settings, queue, force=args.force))
         if args.json:
             print(
                 json.dumps(
@@ -120,8 +135,7 @@ def run_pins(args: argparse.Namespace, settings: Settings) -> int:
             for pin in summary.failed + summary.expired:
                 print(_describe(pin, now))
         return 0 if not summary.failed and not summary.expired else 1
-    with PinQueue.from_settings(settings) as queue:
-        entries = queue.entries(None if args.all else "pending")
+    entries = queue.entries(None if args.all else "pending")
     if args.json:
         print(json.dumps([p.as_dict() for p in entries]))
         return 0

@@ -118,6 +118,8 @@ class Job:
     cancel_requested: bool
     #: Times the node died while running it (crash recovery, expired lease): not attempts.
     interruptions: int = 0
+    #: Times a completed job was offered again and reopened to report once more.
+    generation: int = 0
 
     def to_json(self) -> dict[str, Any]:
         """The public view (`jobs show --json`, the dashboard): no local paths."""
@@ -144,6 +146,7 @@ class Job:
             "node": self.lease_owner,
             "cancel_requested": self.cancel_requested,
             "interruptions": self.interruptions,
+            "generation": self.generation,
         }
 
 
@@ -174,3 +177,43 @@ class OutboxItem:
     state: str  # pending | delivered | given_up
     last_error: str | None
     created_at: float
+    #: Bumped whenever the job's report target changes (see ``JobStore.offer``).
+    revision: int = 0
+    #: A progress report: best effort, sent once, never retried.
+    progress: bool = False
+    #: The node delivering it now (a claim under a lease), if any.
+    claimed_by: str | None = None
+    #: The job's request as it is *now* (claims join it): where a webhook goes and with which
+    #: key; ``None`` for an item without a job (or whose job was pruned).
+    request: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEntry:
+    """A report to queue: what :class:`OutboxItem` becomes once stored."""
+
+    kind: str
+    target: str
+    payload: dict[str, Any]
+    headers: dict[str, str]
+    idempotency_key: str
+    progress: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Offer:
+    """What :meth:`JobStore.offer` did with a job offered by a source.
+
+    ``outcome``: ``created`` (a new job), ``duplicate`` (an active job already has it; its
+    report target unchanged), ``retargeted`` (an active job, or a finished job's report still
+    waiting in the outbox, now reports to the new target), ``reopened`` (a completed job was
+    offered again: it reports once more, to the new target, after checking its output is
+    still held).
+    """
+
+    job: Job
+    outcome: str
+
+    @property
+    def created(self) -> bool:
+        return self.outcome == "created"

@@ -37,9 +37,9 @@ from typing import TYPE_CHECKING, Any
 
 from speak_encoder.config import Settings
 from speak_encoder.node.activity import Activity
+from speak_encoder.node.hooks import SourceHooks
 from speak_encoder.node.models import STAGES, Checkpoint, Job, SourceKind, Stage
 from speak_encoder.node.store import JobStore
-from speak_encoder.sources.hooks import SourceHooks
 from speak_encoder.web.metrics import REGISTRY
 
 if TYPE_CHECKING:
@@ -217,7 +217,11 @@ async def _publish(run: JobRun) -> dict[str, Any]:
             run.activity.beat(done / total if total else None, detail=f"uploading to {target}")
 
         result = await publish_folder(
-            run.work.stored, run.settings, expected_cid=run.work.cid, on_progress=progress
+            run.work.stored,
+            run.settings,
+            expected_cid=run.work.cid,
+            queue=run.store.pin_queue(run.settings),
+            on_progress=progress,
         )
         published = result.as_dict()
     run.work.published = published
@@ -226,7 +230,41 @@ async def _publish(run: JobRun) -> dict[str, Any]:
         "targets": published,
         "renditions": run.work.renditions,
         "duration": run.work.duration,
+        "generation": run.job.generation,
     }
+
+
+async def _still_held(run: JobRun) -> bool:
+    """A reopened job (offered again after it completed): is its output still there?
+
+    With publish targets: the CID is pinned again by reference (cheap where it still is) and
+    verified on every target; where that does not meet ``PUBLISH_REQUIRED`` the folder is
+    uploaded again from the local store. Without targets: the local store must hold it.
+    ``False`` means the output is gone: the job runs again from the start.
+    """
+    from speak_encoder.errors import PublishIncomplete
+    from speak_encoder.storage.local_store import stored_path
+    from speak_encoder.storage.targets import publish_folder
+
+    assert run.work.cid is not None
+    stored = stored_path(run.settings, run.work.cid)
+    held = await asyncio.to_thread(lambda: (stored / MASTER_NAME).is_file())
+    if not run.settings.publish_targets:
+        return held
+    queue = run.store.pin_queue(run.settings)
+    folders: list[Path | None] = [None, stored] if held else [None]
+    for folder in folders:
+        try:
+            result = await publish_folder(
+                folder, run.settings, expected_cid=run.work.cid, queue=queue
+            )
+        except PublishIncomplete as exc:
+            log.warning("job %s: output %s not held as required (%s)", run.job.id,
+                        run.work.cid, exc.message)  # fmt: skip
+            continue
+        run.work.published = result.as_dict()
+        return True
+    return False
 
 
 async def _report(run: JobRun) -> dict[str, Any]:
@@ -308,8 +346,20 @@ async def _resume_point(run: JobRun, checkpoints: dict[Stage, Checkpoint]) -> in
     (its folder in the local store) only publishes; before that, stages are walked forward
     because each needs the previous one's outputs (the encode needs the source and the plan).
     """
-    if Stage.PUBLISH in checkpoints:
-        await _restore(run, Stage.PUBLISH, checkpoints[Stage.PUBLISH])
+    published = checkpoints.get(Stage.PUBLISH)
+    if published is not None:
+        await _restore(run, Stage.PUBLISH, published)
+        if int(published.data.get("generation") or 0) < run.job.generation:
+            if not await _still_held(run):
+                log.warning("job %s: its output %s is gone: encoding it again", run.job.id,
+                            run.work.cid)  # fmt: skip
+                run.work = Work()
+                return 0
+            await run.db(
+                run.store.save_checkpoint, run.job.id, Stage.PUBLISH,
+                {**published.data, "generation": run.job.generation,
+                 "targets": run.work.published}, node=run.node,
+            )  # fmt: skip
         return STAGES.index(Stage.REPORT) + (1 if Stage.REPORT in checkpoints else 0)
     verified = checkpoints.get(Stage.VERIFY)
     if verified is not None and await _restore(run, Stage.VERIFY, verified):

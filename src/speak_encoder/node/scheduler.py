@@ -32,11 +32,11 @@ from speak_encoder.errors import (
 from speak_encoder.logs import bind_job_id
 from speak_encoder.node.activity import Activity
 from speak_encoder.node.cache import TTLCache
-from speak_encoder.node.models import Job, SourceKind
+from speak_encoder.node.hooks import SourceHooks
+from speak_encoder.node.models import Job, OutboxEntry, SourceKind
 from speak_encoder.node.retry import Outcome, decide
 from speak_encoder.node.runner import JobRun, job_dir_for, run_job
 from speak_encoder.node.store import JobStore
-from speak_encoder.sources.hooks import SourceHooks
 
 log = logging.getLogger(__name__)
 
@@ -181,12 +181,8 @@ class Scheduler:
             f"the node stopped {job.interruptions} times while running this job (killed, "
             "out of memory or crashed): given up so that it cannot take the node down again"
         )
-        await asyncio.to_thread(
-            self.store.fail, job.id, self.node, error=message, kind="ResourceError",
-            count_attempt=False,
-        )  # fmt: skip
+        await self._fail(job, message, "ResourceError", count_attempt=False)
         log.error("❌ job %s failed: %s", job.id, message)
-        await self._notify(job, "failed", message, "ResourceError")
         await asyncio.to_thread(shutil.rmtree, job_dir_for(self.settings, job.id), True)
         return True
 
@@ -327,6 +323,23 @@ class Scheduler:
     def _clean(self, run: JobRun) -> None:
         shutil.rmtree(run.job_dir, ignore_errors=True)
 
+    async def _fail(self, job: Job, message: str, kind: str, *, count_attempt: bool = True) -> None:
+        """Fail ``job`` for good, its source's failure report stored in the same transaction;
+        then tell the source."""
+        hooks = self.hooks.get(job.kind)
+        report: OutboxEntry | None = None
+        if hooks is not None:
+            try:
+                report = hooks.failure_report(job, message, kind)
+            except Exception:
+                log.exception("source hook failure_report of job %s failed", job.id)
+        failed = await self._db(
+            self.store.fail, job.id, self.node, error=message, kind=kind,
+            count_attempt=count_attempt, report=report,
+        )  # fmt: skip
+        if failed:
+            await self._notify(job, "failed", message, kind)
+
     async def _after_success(self, run: JobRun, result: dict[str, Any]) -> None:
         if await self._db(self.store.complete, run.job.id, self.node, result):
             self.results.put(run.job.id, result)
@@ -384,8 +397,7 @@ class Scheduler:
             if isinstance(error, InsufficientDisk | ResourceError):
                 self.wake()
             return
-        await self._db(self.store.fail, job.id, self.node, error=error.message, kind=error.kind)
+        await self._fail(job, error.message, error.kind)
         self.stats["failed"] += 1
-        await self._notify(job, "failed", error.message, error.kind)
         log.error("❌ job %s failed: %s (%s)", job.id, error.message, decision.reason)
         await asyncio.to_thread(self._clean, run)

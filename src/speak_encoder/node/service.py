@@ -21,11 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from speak_encoder.config import Settings
+from speak_encoder.node.hooks import SourceHooks
 from speak_encoder.node.models import SourceKind, is_job_id
 from speak_encoder.node.monitor import Monitor
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
-from speak_encoder.sources.hooks import SourceHooks
+from speak_encoder.storage.pins import PINS_DB_NAME
 
 log = logging.getLogger(__name__)
 
@@ -94,6 +95,9 @@ class Service:
 
     def startup(self) -> None:
         version = self.store.migrate()
+        self.store.import_pins_file(
+            self.settings.data_dir / PINS_DB_NAME, node=self.settings.node_name
+        )
         recovered = self.store.recover(self.node)
         self.settings.work_dir.mkdir(parents=True, exist_ok=True)
         removed = clean_work_dir(self.settings.work_dir, self.store.active_ids())
@@ -143,7 +147,7 @@ class Service:
             return
         from speak_encoder.storage.targets import retry_pending
 
-        summary = await retry_pending(self.settings)
+        summary = await retry_pending(self.settings, self.store.pin_queue(self.settings))
         if summary.attempted:
             log.info(
                 "📌 pending pins: %d pinned, %d still failing, %d given up",

@@ -6,7 +6,7 @@ Three pieces:
   ``acceptJob``, ``jobstatus/{id}``, ``pingJob``, ``finishJob``, ``failJob``, ``rejectJob``,
   ``heartbeat``, ``stats``), each answer turned into a value or an error of
   :mod:`~speak_encoder.sources.gateway_protocol`.
-* :class:`GatewayHooks` — the :class:`~speak_encoder.sources.hooks.SourceHooks` of gateway jobs:
+* :class:`GatewayHooks` — the :class:`~speak_encoder.node.hooks.SourceHooks` of gateway jobs:
 
   - ``progress`` (every ~2 s per running job, every stage) schedules a ``pingJob`` — the first at
     once, then at most one per ``PING_MIN_INTERVAL_S`` (10 s) when the progress moved a point,
@@ -57,8 +57,17 @@ from speak_encoder.errors import (
     SpeakEncoderError,
     StoreUnavailable,
 )
+from speak_encoder.node.hooks import report_key
 from speak_encoder.node.identity import NodeIdentity, normalize_did
-from speak_encoder.node.models import Job, JobState, NewJob, OutboxItem, SourceKind, Stage
+from speak_encoder.node.models import (
+    Job,
+    JobState,
+    NewJob,
+    OutboxEntry,
+    OutboxItem,
+    SourceKind,
+    Stage,
+)
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
 from speak_encoder.pipeline.source import parse_source
@@ -100,6 +109,10 @@ GATEWAY_KINDS: Final = frozenset({KIND_FINISH, KIND_FAIL, KIND_REJECT})
 REPORT_MAX_ATTEMPTS: Final = 30
 REPORT_RETRY_BASE_S: Final = 10.0
 REPORT_RETRY_MAX_S: Final = 900.0
+#: Seconds a node holds the gateway reports it claimed (several gateway timeouts).
+REPORT_CLAIM_S: Final = 300.0
+#: Reports claimed per delivery pass.
+DELIVERY_BATCH: Final = 100
 #: Seconds ``released`` may spend on ``rejectJob`` during shutdown (the outbox keeps it anyway).
 RELEASE_TIMEOUT_S: Final = 5.0
 #: How a progress fraction of each stage maps onto ``progressPct`` (start, end of the stage).
@@ -269,7 +282,7 @@ class _PingState:
 
 
 class GatewayHooks:
-    """:class:`~speak_encoder.sources.hooks.SourceHooks` of legacy gateway jobs."""
+    """:class:`~speak_encoder.node.hooks.SourceHooks` of legacy gateway jobs."""
 
     def __init__(
         self,
@@ -350,16 +363,18 @@ class GatewayHooks:
 
     # --- outbox reports ----------------------------------------------------------------------
 
-    def _enqueue(self, job: Job, kind: str, payload: dict[str, Any]) -> bool:
+    def _entry(self, job: Job, kind: str, payload: dict[str, Any]) -> OutboxEntry:
         action = kind.split(".", 1)[1]
-        return self.store.outbox_add(
-            job_id=job.id,
+        return OutboxEntry(
             kind=kind,
             target=self.client.base_url,
             payload=payload,
             headers={},
-            idempotency_key=f"{job.id}:{action}",
+            idempotency_key=report_key(job, action),
         )
+
+    def _enqueue(self, job: Job, kind: str, payload: dict[str, Any]) -> bool:
+        return self.store.outbox_put(job.id, self._entry(job, kind, payload))
 
     async def report(self, job: Job, result: dict[str, Any]) -> dict[str, Any]:
         self._forget(job.id)
@@ -374,14 +389,17 @@ class GatewayHooks:
         self.wake_deliverer.set()
         return {"gateway": "finishJob", "job_id": gid, "cid": str(cid), "queued": added}
 
+    def failure_report(self, job: Job, error: str, kind: str) -> OutboxEntry | None:
+        if not job.external_id:
+            return None
+        payload = fail_body(job.external_id, error[:1000], retryable=error_is_retryable(kind))
+        return self._entry(job, KIND_FAIL, payload)
+
     async def failed(self, job: Job, error: str, kind: str) -> None:
         self._forget(job.id)
-        if not job.external_id:
-            return
-        payload = fail_body(job.external_id, error[:1000], retryable=error_is_retryable(kind))
-        if await asyncio.to_thread(self._enqueue, job, KIND_FAIL, payload):
+        if job.external_id:
             log.info("📮 gateway job %s: failJob queued (%s)", job.external_id, kind)
-        self.wake_deliverer.set()
+            self.wake_deliverer.set()
 
     async def released(self, job: Job) -> None:
         """Shutdown: give the job back (``rejectJob``) and do not resume it at the next start."""
@@ -396,20 +414,24 @@ class GatewayHooks:
     # --- delivery ------------------------------------------------------------------------------
 
     async def deliver_due(self, *, kinds: frozenset[str] | set[str] = GATEWAY_KINDS) -> int:
-        """Deliver the due gateway reports of this gateway once; returns how many were tried."""
-        items = await asyncio.to_thread(self.store.outbox_due, limit=500)
-        mine = [i for i in items if i.kind in kinds and i.target == self.client.base_url]
-        for item in mine:
+        """Claim and deliver the due reports to this gateway once (one at a time, in order);
+        returns how many were tried."""
+        items = await asyncio.to_thread(
+            self.store.outbox_claim, self.settings.node_name, kinds=kinds,
+            lease_seconds=REPORT_CLAIM_S, limit=DELIVERY_BATCH, target=self.client.base_url,
+        )  # fmt: skip
+        for item in items:
             await self._deliver(item)
-        return len(mine)
+        return len(items)
 
     async def _deliver(self, item: OutboxItem) -> None:
         try:
             await self.client.deliver(item)
         except GatewayRejected as exc:
             await asyncio.to_thread(
-                self.store.outbox_failed, item.id, error=exc.message, next_attempt_at=None
-            )
+                self.store.outbox_failed, item.id, error=exc.message, next_attempt_at=None,
+                owner=self.settings.node_name,
+            )  # fmt: skip
             log.error("📮 %s given up: %s", item.idempotency_key, exc.message)
             return
         except GatewayError as exc:
@@ -420,6 +442,7 @@ class GatewayHooks:
             await asyncio.to_thread(
                 self.store.outbox_failed, item.id, error=exc.message,
                 next_attempt_at=None if give_up else time.time() + delay,
+                owner=self.settings.node_name,
             )  # fmt: skip
             if give_up:
                 log.error("📮 %s given up after %d attempts: %s", item.idempotency_key,
@@ -428,7 +451,7 @@ class GatewayHooks:
                 log.warning("📮 %s failed (attempt %d, next in %.0f s): %s",
                             item.idempotency_key, failures, delay, exc.message)  # fmt: skip
             return
-        await asyncio.to_thread(self.store.outbox_delivered, item.id)
+        await asyncio.to_thread(self.store.outbox_delivered, item.id, self.settings.node_name)
         log.info("📮 %s delivered", item.idempotency_key)
 
 

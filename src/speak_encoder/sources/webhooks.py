@@ -1,19 +1,31 @@
 """Webhooks of direct and embed jobs (protocols.md §5): progress, completion, failure.
 
-* **Progress** — :meth:`WebhookHooks.progress` (called by the scheduler about every 2 s) POSTs
-  ``{"owner","permlink","progress","stage"}`` to ``<webhook_url without trailing />/progress``,
+Every report of a job goes through the job store's outbox, one job's reports one after another
+(see :mod:`speak_encoder.node.store.outbox`):
+
+* **Progress** — :meth:`WebhookHooks.progress` (called by the scheduler about every 2 s) queues
+  ``{"owner","permlink","progress","stage"}`` for ``<webhook_url without trailing />/progress``,
   at most one per ``PROGRESS_MIN_INTERVAL_S`` per job unless the overall progress moved
   ``PROGRESS_MIN_STEP`` points (one throttle across all stages; ``progress`` is the job's
   overall 0..100 figure, ``stage`` is ``download``/``probe``/``plan``/``encode``/``verify``/
-  ``upload``/``report``). Fire-and-forget: ``PROGRESS_TIMEOUT_S``, at most
-  ``PROGRESS_MAX_IN_FLIGHT`` pings at once (more are dropped, never queued), failures logged.
-* **Completion / failure** — :meth:`WebhookHooks.report` and :meth:`WebhookHooks.failed` never
-  call out: they put the body, serialised once, into the job store's outbox with the
-  idempotency key ``<job_id>:complete`` / ``<job_id>:failed`` (a second enqueue is a no-op).
-  :class:`OutboxDeliverer` delivers due items at least once, surviving restarts:
+  ``upload``/``report``). Best effort: one attempt with ``PROGRESS_TIMEOUT_S``, a newer ping
+  replaces one not yet sent, failures are logged and dropped. The store refuses a progress
+  report once the job's final report was queued, and a job's rows leave in order: the real
+  server's ``/webhook/progress`` sets a video back to "processing", so a ping arriving after
+  the completion would un-publish it — that cannot happen here.
+* **Completion / failure** — :meth:`WebhookHooks.report` (the report stage) and
+  :meth:`WebhookHooks.failure_report` (stored by the scheduler in the same transaction as the
+  failure) put the body, serialised once, into the outbox with the idempotency key
+  ``<job_id>:complete`` / ``<job_id>:failed`` (``…:<generation>`` for a job reopened or
+  retried; a second enqueue is a no-op). :class:`OutboxDeliverer` claims due rows under a lease
+  (one node of a fleet sends each) and delivers them at least once, surviving restarts:
   ``WEBHOOK_TIMEOUT`` per request; network errors, 5xx, 408 and 429 are retried after
   ``WEBHOOK_RETRY_BASE × 2^n`` (capped at ``WEBHOOK_RETRY_MAX``, ±10 % jitter); other 4xx and
   3xx (redirects are not followed) give up at once; ``WEBHOOK_MAX_ATTEMPTS`` failures give up.
+* **Where to** — a row goes to the job's *current* ``webhook_url`` with its *current*
+  ``api_key``, read from the store when the row is claimed: a job offered again with a new
+  callback token (the embed server mints one per claim, and answers an old one with 401) sends
+  every later report with the new one, and a refusal that raced the change is sent again.
 
 Every POST carries ``Content-Type: application/json``, ``User-Agent: speak-encoder/<version>``,
 ``X-API-Key: <request.api_key>``, and, when ``WEBHOOK_SECRET`` is set,
@@ -34,6 +46,7 @@ import hmac
 import json
 import logging
 import random
+import secrets
 import ssl
 import time
 from collections import OrderedDict
@@ -46,8 +59,9 @@ import httpx
 
 from speak_encoder import USER_AGENT
 from speak_encoder.config import Settings
-from speak_encoder.errors import NetworkError
-from speak_encoder.node.models import Job, OutboxItem, Stage
+from speak_encoder.errors import NetworkError, StoreUnavailable
+from speak_encoder.node.hooks import report_key
+from speak_encoder.node.models import Job, OutboxEntry, OutboxItem, Stage
 from speak_encoder.node.store import JobStore
 from speak_encoder.sources.direct_request import WIRE_STAGES, overall_progress, public_error
 from speak_encoder.sources.ssrf import PinnedUrl, UnsafeUrl, UrlGuard
@@ -57,15 +71,19 @@ log = logging.getLogger(__name__)
 #: The master playlist's name in a published folder (``pipeline.ffmpeg.MASTER_NAME``; not
 #: imported from there so that an idle node does not load the encoding pipeline).
 MASTER_NAME = "manifest.m3u8"
-#: Outbox ``kind`` of completion and failure webhooks.
+#: Outbox ``kind`` of completion and failure webhooks, and of progress webhooks.
 OUTBOX_KIND = "webhook"
+PROGRESS_KIND = "webhook.progress"
+WEBHOOK_KINDS = frozenset({OUTBOX_KIND, PROGRESS_KIND})
+#: Seconds added to a claim's lease beyond two request timeouts.
+CLAIM_MARGIN_S = 30.0
 #: Progress pings: timeout, throttle, concurrency and how many jobs' throttles are remembered.
 PROGRESS_TIMEOUT_S = 5.0
 PROGRESS_MIN_INTERVAL_S = 10.0
 PROGRESS_MIN_STEP = 5
 PROGRESS_MAX_IN_FLIGHT = 8
 PROGRESS_TRACKED_JOBS = 1024
-#: Outbox delivery: seconds between passes (a new item wakes it), items per pass, parallel POSTs.
+#: Outbox delivery: seconds between passes (a new row wakes it), rows per pass, parallel POSTs.
 DELIVERY_POLL_S = 5.0
 DELIVERY_BATCH = 200
 DELIVERY_CONCURRENCY = 8
@@ -183,12 +201,10 @@ def verify_signature(
     return any(hmac.compare_digest(expected, v) for v in fields.get("v1", []))
 
 
-def _base_headers(request: dict[str, Any]) -> dict[str, str]:
-    headers = {"Content-Type": "application/json", "User-Agent": USER_AGENT}
-    api_key = request.get("api_key")
-    if isinstance(api_key, str) and api_key:
-        headers["X-API-Key"] = api_key
-    return headers
+def _base_headers() -> dict[str, str]:
+    """The stored headers of a webhook row (``X-API-Key`` is added at delivery, from the
+    job's current request: never stored twice, always the newest)."""
+    return {"Content-Type": "application/json", "User-Agent": USER_AGENT}
 
 
 def _host_of(url: str) -> str:
@@ -273,11 +289,11 @@ class ProgressThrottle:
 
 
 class WebhookHooks:
-    """:class:`~speak_encoder.sources.hooks.SourceHooks` of direct and embed jobs.
+    """:class:`~speak_encoder.node.hooks.SourceHooks` of direct and embed jobs.
 
     ``clock`` (monotonic) drives the progress throttle, ``wall_clock`` the timestamps; both
-    are injectable for tests. ``on_enqueue`` is called after a completion/failure was queued
-    (wire it to :meth:`OutboxDeliverer.notify`).
+    are injectable for tests. ``on_enqueue`` is called after a report was queued (wire it to
+    :meth:`OutboxDeliverer.notify`).
     """
 
     def __init__(
@@ -285,7 +301,6 @@ class WebhookHooks:
         settings: Settings,
         store: JobStore,
         *,
-        guard: UrlGuard | None = None,
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         on_enqueue: Callable[[], None] | None = None,
@@ -296,10 +311,13 @@ class WebhookHooks:
         self.wall_clock = wall_clock
         self.on_enqueue = on_enqueue
         self.throttle = ProgressThrottle()
-        self._sender = _Sender(settings, guard)
-        self._inflight: set[asyncio.Task[None]] = set()
+        self._queuing: dict[str, asyncio.Task[None]] = {}
 
-    # --- progress (fire-and-forget) -------------------------------------------------------
+    def _notify(self) -> None:
+        if self.on_enqueue is not None:
+            self.on_enqueue()
+
+    # --- progress (through the outbox, best effort) -----------------------------------------
 
     def progress(self, job: Job, stage: Stage, fraction: float) -> None:
         url = job.request.get("webhook_url")
@@ -310,8 +328,9 @@ class WebhookHooks:
         now = self.clock()
         if not self.throttle.due(job.id, value, word, now):
             return
-        if len(self._inflight) >= PROGRESS_MAX_IN_FLIGHT:
-            log.debug("progress ping of job %s dropped: %d pings in flight", job.id, value)
+        busy = self._queuing.get(job.id)
+        if (busy is not None and not busy.done()) or len(self._queuing) >= PROGRESS_MAX_IN_FLIGHT:
+            log.debug("progress report of job %s skipped: the last one is still queuing", job.id)
             return
         self.throttle.sent(job.id, value, word, now)
         body = {
@@ -320,56 +339,56 @@ class WebhookHooks:
             "progress": value,
             "stage": word,
         }
-        task = asyncio.get_running_loop().create_task(
-            self._ping(job.id, progress_url(url), dumps(body).encode(), _base_headers(job.request)),
-            name=f"progress-{job.id}",
+        entry = OutboxEntry(
+            kind=PROGRESS_KIND,
+            target=progress_url(url),
+            payload={"event": "progress", "body": dumps(body)},
+            headers=_base_headers(),
+            idempotency_key=f"{report_key(job, 'progress')}:{secrets.token_hex(6)}",
+            progress=True,
         )
-        self._inflight.add(task)
-        task.add_done_callback(self._inflight.discard)
+        task = asyncio.get_running_loop().create_task(
+            self._queue_progress(job.id, entry), name=f"progress-{job.id}"
+        )
+        self._queuing[job.id] = task
+        job_id = job.id
 
-    async def _ping(self, job_id: str, url: str, body: bytes, headers: dict[str, str]) -> None:
+        def done(_task: asyncio.Task[None]) -> None:
+            self._queuing.pop(job_id, None)
+
+        task.add_done_callback(done)
+
+    async def _queue_progress(self, job_id: str, entry: OutboxEntry) -> None:
         try:
-            response = await self._sender.post(
-                url,
-                body,
-                self._sender.signed(headers, body, self.wall_clock()),
-                timeout=PROGRESS_TIMEOUT_S,
-                what="webhook_url",
-            )
-            if response.status_code >= 400:
-                log.debug("progress ping of job %s: HTTP %d", job_id, response.status_code)
-        except UnsafeUrl as exc:
-            log.warning("progress ping of job %s refused: %s", job_id, exc.message)
-        except (httpx.HTTPError, NetworkError, TimeoutError, OSError) as exc:
-            log.debug("progress ping of job %s to %s failed: %s", job_id, _host_of(url), exc)
+            queued = await asyncio.to_thread(self.store.outbox_progress, job_id, entry)
+        except StoreUnavailable as exc:
+            log.debug("progress report of job %s not queued: %s", job_id, exc.message)
+            return
+        if queued:
+            self._notify()
+        else:
+            log.debug("progress report of job %s refused: its final report is queued", job_id)
 
     async def wait_idle(self) -> None:
-        """Wait for the progress pings in flight (tests, orderly shutdown)."""
-        while self._inflight:
-            await asyncio.gather(*list(self._inflight), return_exceptions=True)
+        """Wait until the progress reports being queued are in the store (tests, shutdown)."""
+        while self._queuing:
+            await asyncio.gather(*list(self._queuing.values()), return_exceptions=True)
 
     async def aclose(self) -> None:
-        """Cancel the progress pings still in flight (at shutdown)."""
-        tasks = list(self._inflight)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await self.wait_idle()
 
     # --- completion and failure (through the outbox) ----------------------------------------
 
-    def _enqueue(self, job: Job, body: dict[str, Any], event: str) -> tuple[str, bool]:
-        url = str(job.request["webhook_url"])
-        key = f"{job.id}:{event}"
-        headers = {**_base_headers(job.request), IDEMPOTENCY_HEADER: f"{_job_id(job)}:{event}"}
-        added = self.store.outbox_add(
-            job_id=job.id,
+    def _entry(self, job: Job, body: dict[str, Any], event: str) -> OutboxEntry:
+        key = report_key(job, event)
+        wire_key = key.replace(job.id, _job_id(job), 1)
+        return OutboxEntry(
             kind=OUTBOX_KIND,
-            target=url,
+            target=str(job.request["webhook_url"]),
             payload={"event": event, "body": dumps(body)},
-            headers=headers,
+            headers={**_base_headers(), IDEMPOTENCY_HEADER: wire_key},
             idempotency_key=key,
         )
-        return key, added
 
     async def report(self, job: Job, result: dict[str, Any]) -> dict[str, Any]:
         self.throttle.forget(job.id)
@@ -377,23 +396,24 @@ class WebhookHooks:
             log.warning("job %s has no webhook_url: nothing to report", job.id)
             return {"webhook": None}
         body = completion_body(job, result, self.settings, now=self.wall_clock())
-        key, added = await asyncio.to_thread(self._enqueue, job, body, "complete")
+        entry = self._entry(job, body, "complete")
+        added = await asyncio.to_thread(self.store.outbox_put, job.id, entry)
         if added:
             log.info("🔔 job %s: completion webhook queued", job.id)
-        if self.on_enqueue is not None:
-            self.on_enqueue()
-        return {"webhook": "complete", "idempotency_key": key, "queued": added}
+        self._notify()
+        return {"webhook": "complete", "idempotency_key": entry.idempotency_key, "queued": added}
+
+    def failure_report(self, job: Job, error: str, kind: str) -> OutboxEntry | None:
+        if not job.request.get("webhook_url"):
+            return None
+        body = failure_body(job, error, self.settings, now=self.wall_clock())
+        return self._entry(job, body, "failed")
 
     async def failed(self, job: Job, error: str, kind: str) -> None:
         self.throttle.forget(job.id)
-        if not job.request.get("webhook_url"):
-            return
-        body = failure_body(job, error, self.settings, now=self.wall_clock())
-        _, added = await asyncio.to_thread(self._enqueue, job, body, "failed")
-        if added:
+        if job.request.get("webhook_url"):
             log.info("🔔 job %s: failure webhook queued (%s)", job.id, kind)
-        if self.on_enqueue is not None:
-            self.on_enqueue()
+            self._notify()
 
     async def released(self, job: Job) -> None:
         self.throttle.forget(job.id)
@@ -402,9 +422,27 @@ class WebhookHooks:
 # --- the outbox -------------------------------------------------------------------------------
 
 
+def _destination(item: OutboxItem) -> tuple[str, dict[str, str]]:
+    """Where ``item`` goes *now* and with which headers: the job's current ``webhook_url``
+    and ``api_key`` (a job offered again may have new ones), else what was stored."""
+    headers = {k: v for k, v in item.headers.items() if k.lower() != "x-api-key"}
+    request = item.request
+    if request is None:
+        return item.target, dict(item.headers)
+    url = request.get("webhook_url")
+    target = item.target
+    if isinstance(url, str) and url:
+        target = progress_url(url) if item.progress else url
+    api_key = request.get("api_key")
+    if isinstance(api_key, str) and api_key:
+        headers["X-API-Key"] = api_key
+    return target, headers
+
+
 class OutboxDeliverer:
-    """Delivers the outbox's webhook items (kind ``webhook``) at least once; other kinds are
-    left to their own deliverers."""
+    """Delivers the outbox's webhook rows (kinds ``webhook`` and ``webhook.progress``) at least
+    once — exactly one node of a fleet sends each row (claims), one row of a job at a time;
+    other kinds are left to their own deliverers."""
 
     def __init__(
         self,
@@ -415,14 +453,22 @@ class OutboxDeliverer:
         clock: Callable[[], float] = time.time,
         poll_interval: float = DELIVERY_POLL_S,
         jitter: Callable[[], float] = random.random,
+        owner: str | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.clock = clock
         self.poll_interval = poll_interval
         self.jitter = jitter
+        self.owner = owner or settings.node_name
         self._sender = _Sender(settings, guard)
         self._wake = asyncio.Event()
+        self._tasks: set[asyncio.Task[str]] = set()
+
+    @property
+    def lease_seconds(self) -> float:
+        """How long a claimed row stays this node's: two full timeouts and a margin."""
+        return 2 * max(self.settings.webhook_timeout, PROGRESS_TIMEOUT_S) + CLAIM_MARGIN_S
 
     def notify(self) -> None:
         """Something was queued: deliver now rather than at the next poll."""
@@ -434,57 +480,88 @@ class OutboxDeliverer:
         delay = min(base, self.settings.webhook_retry_max)
         return float(delay * (1 - DELIVERY_JITTER + 2 * DELIVERY_JITTER * self.jitter()))
 
+    async def _claim(self, limit: int) -> list[OutboxItem]:
+        return await asyncio.to_thread(
+            self.store.outbox_claim,
+            self.owner,
+            kinds=WEBHOOK_KINDS,
+            lease_seconds=self.lease_seconds,
+            limit=limit,
+            now=self.clock(),
+        )
+
+    def _spawn(self, item: OutboxItem) -> None:
+        task = asyncio.get_running_loop().create_task(self.deliver(item), name=f"webhook-{item.id}")
+        self._tasks.add(task)
+
+        def done(t: asyncio.Task[str]) -> None:
+            self._tasks.discard(t)
+            self._wake.set()  # a job's next row may be claimable now
+            if not t.cancelled() and t.exception() is not None:
+                log.error("webhook delivery %s failed: %r", item.idempotency_key, t.exception())
+
+        task.add_done_callback(done)
+
     async def run(self, stop: asyncio.Event) -> None:
-        """Deliver due items until ``stop`` is set (errors are logged, never fatal)."""
-        while not stop.is_set():
-            self._wake.clear()
-            try:
-                await self.deliver_due()
-            except Exception:
-                log.exception("webhook delivery pass failed (will try again)")
-            waiters = [
-                asyncio.ensure_future(self._wake.wait()),
-                asyncio.ensure_future(stop.wait()),
-            ]
-            await asyncio.wait(
-                waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
-            )
-            for waiter in waiters:
-                waiter.cancel()
+        """Deliver rows as they come due until ``stop`` is set (errors are logged, never
+        fatal); up to ``DELIVERY_CONCURRENCY`` at once, a slow receiver holding up no other."""
+        try:
+            while not stop.is_set():
+                self._wake.clear()
+                room = DELIVERY_CONCURRENCY - len(self._tasks)
+                if room > 0:
+                    try:
+                        for item in await self._claim(room):
+                            self._spawn(item)
+                    except Exception:
+                        log.exception("webhook delivery pass failed (will try again)")
+                waiters = [
+                    asyncio.ensure_future(self._wake.wait()),
+                    asyncio.ensure_future(stop.wait()),
+                ]
+                await asyncio.wait(
+                    waiters, timeout=self.poll_interval, return_when=asyncio.FIRST_COMPLETED
+                )
+                for waiter in waiters:
+                    waiter.cancel()
+        finally:
+            tasks = list(self._tasks)
+            if tasks:  # let the sends in flight end (each is bounded by its timeout)
+                await asyncio.wait(tasks, timeout=self.lease_seconds)
+            for task in tasks:
+                task.cancel()
 
     async def deliver_due(self) -> int:
-        """One pass over the due webhook items; returns how many were attempted."""
-        items = await asyncio.to_thread(
-            self.store.outbox_due, now=self.clock(), limit=DELIVERY_BATCH
-        )
-        mine = [item for item in items if item.kind == OUTBOX_KIND]
-        if not mine:
-            return 0
+        """Claim and deliver the due rows, waiting for each job's rows in turn; returns how
+        many were attempted (tests, a one-off flush)."""
+        attempted = 0
         gate = asyncio.Semaphore(DELIVERY_CONCURRENCY)
 
         async def one(item: OutboxItem) -> None:
             async with gate:
                 await self.deliver(item)
 
-        await asyncio.gather(*(one(item) for item in mine))
-        return len(mine)
+        while True:
+            items = await self._claim(DELIVERY_BATCH)
+            if not items:
+                return attempted
+            await asyncio.gather(*(one(item) for item in items))
+            attempted += len(items)
 
     async def deliver(self, item: OutboxItem) -> str:
-        """Try ``item`` once; record the outcome: ``delivered``, ``retry`` or ``given_up``."""
+        """Send one claimed ``item``; record the outcome: ``delivered``, ``retry``,
+        ``given_up``, ``dropped`` (progress), ``retargeted`` or ``lost``."""
         body_text = item.payload.get("body")
         if not isinstance(body_text, str):
-            await self._record(item, "the stored webhook has no body", retry=False)
-            return "given_up"
+            return await self._record(item, "the stored webhook has no body", retry=False)
+        target, headers = _destination(item)
         body = body_text.encode()
-        headers = self._sender.signed(dict(item.headers), body, self.clock())
-        host = _host_of(item.target)
+        headers = self._sender.signed(headers, body, self.clock())
+        host = _host_of(target)
+        timeout = PROGRESS_TIMEOUT_S if item.progress else self.settings.webhook_timeout
         try:
             response = await self._sender.post(
-                item.target,
-                body,
-                headers,
-                timeout=self.settings.webhook_timeout,
-                what="webhook_url",
+                target, body, headers, timeout=timeout, what="webhook_url"
             )
         except UnsafeUrl as exc:
             return await self._record(item, exc.message, retry=False)
@@ -493,8 +570,14 @@ class OutboxDeliverer:
             return await self._record(item, f"{host}: {reason}"[:500], retry=True)
         status = response.status_code
         if 200 <= status < 300:
-            await asyncio.to_thread(self.store.outbox_delivered, item.id)
-            log.info("🔔 webhook %s delivered to %s (HTTP %d)", item.idempotency_key, host, status)
+            await asyncio.to_thread(
+                self.store.outbox_delivered, item.id, self.owner, now=self.clock()
+            )
+            if item.progress:
+                log.debug("progress webhook of job %s delivered (HTTP %d)", item.job_id, status)
+            else:
+                log.info("🔔 webhook %s delivered to %s (HTTP %d)", item.idempotency_key, host,
+                         status)  # fmt: skip
             return "delivered"
         error = f"{host} answered HTTP {status} {response.reason_phrase}".strip()
         if 300 <= status < 400:
@@ -506,27 +589,34 @@ class OutboxDeliverer:
         self, item: OutboxItem, error: str, *, retry: bool, retry_after: float | None = None
     ) -> str:
         failures = item.attempts + 1
-        given_up = not retry or failures >= self.settings.webhook_max_attempts
+        given_up = item.progress or not retry or failures >= self.settings.webhook_max_attempts
         next_at: float | None = None
         if not given_up:
             delay = self.backoff(failures)
             if retry_after is not None:
                 delay = max(delay, min(retry_after, self.settings.webhook_retry_max))
             next_at = self.clock() + delay
-        await asyncio.to_thread(
-            self.store.outbox_failed, item.id, error=error, next_attempt_at=next_at
-        )
-        if given_up:
+        outcome = await asyncio.to_thread(
+            self.store.outbox_failed, item.id, error=error, next_attempt_at=next_at,
+            owner=self.owner, revision=item.revision, now=self.clock(),
+        )  # fmt: skip
+        if outcome == "dropped":
+            log.debug("progress webhook of job %s not delivered: %s", item.job_id, error)
+        elif outcome == "retargeted":
+            log.info("🔁 webhook %s: %s — its job has a new report target: sending again",
+                     item.idempotency_key, error)  # fmt: skip
+            self.notify()
+        elif outcome == "given_up":
             log.error(
                 "🔕 webhook %s given up after %d attempt(s): %s",
                 item.idempotency_key, failures, error,
             )  # fmt: skip
-            return "given_up"
-        log.warning(
-            "🔁 webhook %s attempt %d failed: %s; next in %.0f s",
-            item.idempotency_key, failures, error, (next_at or 0) - self.clock(),
-        )  # fmt: skip
-        return "retry"
+        elif outcome == "retry":
+            log.warning(
+                "🔁 webhook %s attempt %d failed: %s; next in %.0f s",
+                item.idempotency_key, failures, error, (next_at or 0) - self.clock(),
+            )  # fmt: skip
+        return outcome
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -540,6 +630,8 @@ def _retry_after(response: httpx.Response) -> float | None:
 
 __all__ = [
     "OUTBOX_KIND",
+    "PROGRESS_KIND",
+    "WEBHOOK_KINDS",
     "OutboxDeliverer",
     "ProgressThrottle",
     "WebhookHooks",

@@ -24,8 +24,9 @@ Policy (``PUBLISH_REQUIRED``): ``all`` (every target), ``any`` (at least one), `
 (at least one target other than ``local``) or a comma list of target names that must succeed.
 
 Every failure (except :class:`CidMismatch`, which fails the publish at once and loudly) goes
-into the persistent pin queue (:mod:`speak_encoder.storage.pins`); if the policy is not met the
-publish raises :class:`PublishIncomplete` after queuing. :func:`retry_pending` retries the queue.
+into the persistent pin queue (:mod:`speak_encoder.storage.pins`: kept in the job store, handed
+in by the caller); if the policy is not met the publish raises :class:`PublishIncomplete`
+after queuing. :func:`retry_pending` retries the queue.
 """
 
 from __future__ import annotations
@@ -405,49 +406,44 @@ class PublishResult:
 
 
 async def publish_folder(
-    folder: Path,
+    folder: Path | None,
     settings: Settings,
     *,
     expected_cid: str,
+    queue: PinQueue,
     on_progress: PublishProgress | None = None,
     targets: list[PublishTarget] | None = None,
-    queue: PinQueue | None = None,
 ) -> PublishResult:
-    """Publish ``folder`` (whose locally computed CID is ``expected_cid``) to every target.
+    """Publish ``folder`` (whose locally computed CID is ``expected_cid``) to every target;
+    ``None``: pin ``expected_cid`` by reference where a target allows it (and verify).
 
     Targets run one after another in ``PUBLISH_TARGETS`` order; each success is verified.
-    Failures are queued for retry. Raises :class:`CidMismatch` at once when a node reports
-    another root, and :class:`PublishIncomplete` when ``PUBLISH_REQUIRED`` is not met.
+    Failures are queued in ``queue`` for retry. Raises :class:`CidMismatch` at once when a node
+    reports another root, and :class:`PublishIncomplete` when ``PUBLISH_REQUIRED`` is not met.
     """
     chosen = build_targets(settings) if targets is None else targets
-    own_queue = queue is None
-    pins = PinQueue.from_settings(settings) if queue is None else queue
     outcomes: list[TargetOutcome] = []
-    try:
-        for target in chosen:
-            started = time.monotonic()
-            try:
-                await target.publish(folder, expected_cid, on_progress)
-            except CidMismatch:
-                raise
-            except SpeakEncoderError as exc:
-                entry = pins.add(expected_cid, target.name, folder, exc.message)
-                outcomes.append(
-                    TargetOutcome(
-                        target.name, target.remote, False, time.monotonic() - started,
-                        exc.message, exc.kind, entry.id,
-                    )
-                )  # fmt: skip
-                continue
-            done = pins.find(expected_cid, target.name)
-            if done is not None and done.status != "done":
-                pins.mark_done(done.id)
-            outcomes.append(
-                TargetOutcome(target.name, target.remote, True, time.monotonic() - started)
+    for target in chosen:
+        started = time.monotonic()
+        try:
+            await target.publish(folder, expected_cid, on_progress)
+        except CidMismatch:
+            raise
+        except SpeakEncoderError as exc:
+            entry = await asyncio.to_thread(
+                queue.add, expected_cid, target.name, folder, exc.message
             )
-    finally:
-        if own_queue:
-            pins.close()
+            outcomes.append(
+                TargetOutcome(
+                    target.name, target.remote, False, time.monotonic() - started,
+                    exc.message, exc.kind, entry.id,
+                )
+            )  # fmt: skip
+            continue
+        done = await asyncio.to_thread(queue.find, expected_cid, target.name)
+        if done is not None and done.status != "done":
+            await asyncio.to_thread(queue.mark_done, done.id)
+        outcomes.append(TargetOutcome(target.name, target.remote, True, time.monotonic() - started))
     result = PublishResult(expected_cid, settings.publish_required, outcomes)
     if not result.ok:
         failures = "; ".join(f"{o.name}: {o.error}" for o in result.pending)
@@ -460,27 +456,28 @@ async def publish_folder(
 
 
 async def retry_pending(
-    settings: Settings, *, force: bool = False, queue: PinQueue | None = None
+    settings: Settings,
+    queue: PinQueue,
+    *,
+    force: bool = False,
+    build: Callable[[str, Settings], PublishTarget] | None = None,
 ) -> RetrySummary:
-    """Retry the due entries of the pin queue (all pending ones with ``force``).
+    """Retry the due entries of the pin queue this node can claim (all pending ones with
+    ``force``).
 
     A target named by an entry is built from the settings even if it is no longer in
-    ``PUBLISH_TARGETS``; the folder is uploaded again when it still exists, otherwise the CID
-    is pinned by reference where the target allows it.
+    ``PUBLISH_TARGETS``; the folder is uploaded again when this node holds it, otherwise the
+    CID is pinned by reference where the target allows it. ``build`` makes a target from its
+    name (default :func:`build_target`).
     """
-    own_queue = queue is None
-    pins = PinQueue.from_settings(settings) if queue is None else queue
     cache: dict[str, PublishTarget] = {}
+    make = build or build_target
 
     async def attempt(entry: PendingPin) -> None:
         target = cache.get(entry.target)
         if target is None:
-            target = cache[entry.target] = build_target(entry.target, settings)
-        folder = Path(entry.folder) if entry.folder else None
+            target = cache[entry.target] = make(entry.target, settings)
+        folder = Path(entry.folder) if entry.folder and entry.node == queue.node else None
         await target.publish(folder if folder is not None and folder.is_dir() else None, entry.cid)
 
-    try:
-        return await retry_due(pins, attempt, force=force)
-    finally:
-        if own_queue:
-            pins.close()
+    return await retry_due(queue, attempt, force=force)

@@ -57,7 +57,6 @@ from speak_encoder.node.store import JobStore
 from speak_encoder.storage.cid import is_cid
 from speak_encoder.storage.kubo import KuboClient
 from speak_encoder.storage.local_store import stored_path
-from speak_encoder.web.metrics import pin_counts
 
 log = logging.getLogger(__name__)
 
@@ -211,7 +210,7 @@ def snapshot(
     failed = store.list_jobs(states=[JobState.FAILED], limit=LIST_LIMIT)
     others = store.list_jobs(states=[JobState.RUNNING], limit=LIST_LIMIT)
     try:
-        pins: dict[str, int] | None = pin_counts(settings.data_dir)
+        pins: dict[str, int] | None = store.pin_counts()
     except Exception:
         pins = None
     logs: list[dict[str, Any]] = []
@@ -344,22 +343,6 @@ def source_health(node: DashboardNode) -> list[dict[str, Any]]:
     if settings.embed_gateway_enabled:
         rows.append(_poller_health("embed_gateway", _embed_source(node)))
     return rows
-
-
-def rearm_outbox(store: JobStore) -> int:
-    """Make every given-up outbox report pending again (attempts reset); how many."""
-    from sqlalchemy import update
-
-    from speak_encoder.node.schema import OUTBOX_GIVEN_UP, OUTBOX_PENDING, outbox
-
-    now = time.time()
-    with store._write() as conn:
-        result = conn.execute(
-            update(outbox)
-            .where(outbox.c.state == OUTBOX_GIVEN_UP)
-            .values(state=OUTBOX_PENDING, attempts=0, next_attempt_at=now, updated_at=now)
-        )
-        return int(result.rowcount or 0)
 
 
 # --- auth --------------------------------------------------------------------------------------
@@ -554,13 +537,13 @@ def dashboard_routes(
 
         pins_busy = True
         try:
-            summary = await retry_pending(settings, force=True)
+            summary = await retry_pending(settings, node.store.pin_queue(settings), force=True)
         except SpeakEncoderError as exc:
             return JSONResponse({"error": redact(exc.message)}, status_code=409)
         finally:
             pins_busy = False
         try:
-            counts: dict[str, int] | None = await asyncio.to_thread(pin_counts, settings.data_dir)
+            counts: dict[str, int] | None = await asyncio.to_thread(node.store.pin_counts)
         except Exception:
             counts = None
         log.info(
@@ -577,7 +560,7 @@ def dashboard_routes(
         if refused is not None:
             return refused
         try:
-            rearmed = await asyncio.to_thread(rearm_outbox, node.store)
+            rearmed = await asyncio.to_thread(node.store.outbox_rearm)
             counts = await asyncio.to_thread(node.store.outbox_counts)
         except SpeakEncoderError as exc:
             return JSONResponse({"error": redact(exc.message)}, status_code=503)
@@ -623,7 +606,6 @@ __all__ = [
     "check_token",
     "dashboard_routes",
     "public_job",
-    "rearm_outbox",
     "snapshot",
     "source_health",
     "store_file",

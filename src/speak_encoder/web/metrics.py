@@ -41,13 +41,11 @@ from __future__ import annotations
 
 import math
 import platform
-import sqlite3
 import sys
 import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from speak_encoder import __version__
@@ -68,10 +66,7 @@ STAGE_BUCKETS_S: Final = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1200.
 #: Histogram buckets of the encode speed (seconds of media encoded per second of wall time).
 SPEED_BUCKETS: Final = (0.1, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0, 8.0, 16.0)
 #: Seconds the pending-pin database may keep a scrape waiting for its lock.
-PINS_DB_TIMEOUT_S: Final = 1.0
-#: File name of the pending-pin queue in DATA_DIR (mirrors storage.pins.PINS_DB_NAME, which is
-#: not imported here so a scrape never loads the storage package).
-PINS_DB_NAME: Final = "pins.sqlite3"
+
 MB: Final = 1024 * 1024
 
 MetricType = Literal["counter", "gauge", "histogram", "summary", "untyped"]
@@ -253,43 +248,6 @@ class NodeLike(Protocol):
     def ready(self) -> bool: ...
 
 
-def job_counts_by_kind(store: JobStore) -> dict[tuple[str, str], int]:
-    """``(state, source kind) → jobs`` in one grouped query.
-
-    Runs inside the store's own read transaction (``JobStore._read``: the SQLite read BEGIN and
-    the :class:`~speak_encoder.errors.StoreUnavailable` translation). Meant to become
-    ``JobStore.counts_by_kind()``; it lives here until then so the store stays untouched.
-    """
-    from sqlalchemy import func, select
-
-    from speak_encoder.node.schema import jobs
-
-    query = select(jobs.c.state, jobs.c.kind, func.count()).group_by(jobs.c.state, jobs.c.kind)
-    with store._read() as conn:
-        return {(str(state), str(kind)): int(n) for state, kind, n in conn.execute(query)}
-
-
-def pin_counts(data_dir: Path) -> dict[str, int]:
-    """Entries of the pending-pin queue by status (zeros when the queue does not exist yet).
-
-    Read-only (never creates the file), with a short lock timeout.
-    """
-    counts = {"pending": 0, "done": 0, "expired": 0}
-    path = data_dir / PINS_DB_NAME
-    if not path.is_file():
-        return counts
-    db = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=PINS_DB_TIMEOUT_S)
-    try:
-        rows = db.execute("SELECT status, count(*) FROM pending_pins GROUP BY status")
-        for status, n in rows:
-            counts[str(status)] = int(n)
-    except sqlite3.OperationalError:  # no table yet
-        pass
-    finally:
-        db.close()
-    return counts
-
-
 @dataclass(frozen=True, slots=True)
 class StoreFigures:
     """What the databases said (read in a worker thread)."""
@@ -305,14 +263,11 @@ def read_store_figures(node: NodeLike) -> StoreFigures:
     outbox: dict[str, int] | None
     pins: dict[str, int] | None
     try:
-        jobs = job_counts_by_kind(node.store)
+        jobs = node.store.counts_by_kind()
         outbox = node.store.outbox_counts()
+        pins = node.store.pin_counts()
     except Exception:
-        jobs = outbox = None
-    try:
-        pins = pin_counts(node.settings.data_dir)
-    except (OSError, sqlite3.Error):
-        pins = None
+        jobs = outbox = pins = None
     return StoreFigures(jobs=jobs, outbox=outbox, pins=pins)
 
 
@@ -440,8 +395,6 @@ __all__ = [
     "escape_label_value",
     "exposition",
     "format_value",
-    "job_counts_by_kind",
-    "pin_counts",
     "read_store_figures",
     "render",
 ]

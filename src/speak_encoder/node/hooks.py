@@ -1,7 +1,8 @@
-"""What the scheduler tells a job's source while the job runs.
+"""What the scheduler tells a job's source while the job runs (the node's side of a source).
 
 A source (Direct API, legacy gateway, embed gateway) registers one :class:`SourceHooks` per
 :class:`~speak_encoder.node.models.SourceKind`; local jobs (`speak-encoder submit`) have none.
+The protocol lives in the node layer because the node calls it; sources implement it.
 
 * :meth:`progress` is called on every heartbeat tick (about every 2 s) of each running job,
   whether or not progress moved: an implementation throttles (webhooks: ≤ 1 per 10 s unless
@@ -10,7 +11,11 @@ A source (Direct API, legacy gateway, embed gateway) registers one :class:`Sourc
 * :meth:`report` runs as the job's ``report`` stage: it must be idempotent (a crash between
   the report and the checkpoint runs it again) — enqueue into the store's outbox with an
   idempotency key rather than calling out directly.
-* :meth:`failed` runs once, when the job has failed for good (not on a retried attempt).
+* :meth:`failure_report` builds (without sending anything) the report of a job that failed for
+  good; the scheduler stores it in the same transaction as the failure itself, so a crash can
+  never keep one without the other. ``None``: nothing to report.
+* :meth:`failed` runs once, after the failure and its report were stored (wake a deliverer,
+  forget per-job state).
 * :meth:`released` runs when the node hands a job back on shutdown.
 """
 
@@ -18,7 +23,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from speak_encoder.node.models import Job, Stage
+from speak_encoder.node.models import Job, OutboxEntry, Stage
 
 
 class SourceHooks(Protocol):
@@ -26,6 +31,18 @@ class SourceHooks(Protocol):
 
     async def report(self, job: Job, result: dict[str, Any]) -> dict[str, Any]: ...
 
+    def failure_report(self, job: Job, error: str, kind: str) -> OutboxEntry | None: ...
+
     async def failed(self, job: Job, error: str, kind: str) -> None: ...
 
     async def released(self, job: Job) -> None: ...
+
+
+def report_key(job: Job, event: str) -> str:
+    """The outbox idempotency key of ``job``'s ``event`` report in its current generation
+    (``<job_id>:<event>``, then ``<job_id>:<event>:<generation>`` once reopened or retried)."""
+    base = f"{job.id}:{event}"
+    return base if job.generation == 0 else f"{base}:{job.generation}"
+
+
+__all__ = ["SourceHooks", "report_key"]

@@ -1,8 +1,4 @@
-"""The job store: jobs, stage checkpoints and the report outbox, in SQLite or PostgreSQL.
-
-One synchronous, thread-safe object (SQLAlchemy 2 Core) used by the scheduler (through
-``asyncio.to_thread``), the CLI, the job sources and the dashboard. The tables and the
-migrations are described in :mod:`speak_encoder.node.schema`.
+"""Jobs and their checkpoints: submitting and offering, claiming under a lease, finishing.
 
 Concurrency, in one paragraph: on PostgreSQL a claim is ``SELECT … FOR UPDATE SKIP LOCKED``
 (several nodes share one queue), submissions take a transaction-level advisory lock (the
@@ -17,30 +13,28 @@ Every ownership-changing call (``complete``, ``fail``, ``retry_later``, ``requeu
 returns ``False`` (changing nothing) otherwise, so a node that lost its lease cannot overwrite
 the work of the node that took the job over.
 
-The URL is a secret (it may hold a password): it is never logged, ``repr()`` shows the dialect
-and host only, and connection failures become :class:`~speak_encoder.errors.StoreUnavailable`
-with the password scrubbed from the message.
+A job offered again by its source (:meth:`JobQueries.offer`: a Direct API duplicate, an embed
+re-claim) is never encoded twice, and is never left without a report: an active job takes
+the new report target (``webhook_url``/``api_key``) for every later report; a completed job
+whose report is still in the outbox sends it to the new target; a completed job whose report
+went out is *reopened* (``generation`` + 1, back to ``queued`` with its checkpoints) so that
+it checks its output is still held and reports once more. A job that failed for good is not a
+duplicate: the offer starts a new run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
-import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus
 
 from sqlalchemy import (
     Connection,
-    Engine,
     RowMapping,
     and_,
     case,
-    create_engine,
     delete,
-    event,
+    exists,
     func,
     insert,
     or_,
@@ -48,187 +42,45 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import (
-    ArgumentError,
-    IntegrityError,
-    InterfaceError,
-    NoSuchModuleError,
-    OperationalError,
-)
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.sql.elements import ColumnElement
 
-from speak_encoder.config import Settings
-from speak_encoder.errors import (
-    ConfigError,
-    JobNotFound,
-    QueueFull,
-    StoreUnavailable,
-    UsageError,
-)
+from speak_encoder.errors import JobNotFound, QueueFull, UsageError
 from speak_encoder.node.models import (
     Checkpoint,
     Job,
     JobState,
     NewJob,
-    OutboxItem,
+    Offer,
+    OutboxEntry,
     SourceKind,
     Stage,
     new_job_id,
 )
-from speak_encoder.node.schema import (
+from speak_encoder.node.store.engine import PG_LOCK_SUBMIT, StoreBase, dumps, loads, now_or
+from speak_encoder.node.store.outbox import has_undelivered_final, insert_row, retarget_rows
+from speak_encoder.node.store.schema import (
     ACTIVE_STATES,
     FINISHED_STATES,
-    MIGRATIONS,
     OUTBOX_DELIVERED,
     OUTBOX_GIVEN_UP,
     OUTBOX_PENDING,
-    OUTBOX_STATES,
-    Migration,
     checkpoints,
     jobs,
     outbox,
-    schema_version,
 )
 
-log = logging.getLogger(__name__)
-
-#: Seconds a SQLite connection waits for the write lock before giving up.
-SQLITE_BUSY_TIMEOUT_S = 30.0
-#: Seconds to establish a PostgreSQL connection (unless the URL sets ``connect_timeout``).
-PG_CONNECT_TIMEOUT_S = 10
 #: ``retry_after`` of a refused submission (seconds).
 QUEUE_FULL_RETRY_AFTER_S = 60.0
-#: Jobs deleted per transaction by :meth:`JobStore.prune`.
+#: Jobs deleted per transaction by :meth:`JobQueries.prune`.
 PRUNE_BATCH = 500
-#: PostgreSQL advisory lock keys (any constants unique to this application).
-_PG_LOCK_MIGRATE = 0x5E_0C_0001
-_PG_LOCK_SUBMIT = 0x5E_0C_0002
-#: Connection option that makes the SQLite ``begin`` hook emit a deferred (read) BEGIN.
-_READ_ONLY = "speak_encoder_read"
 
 _RUNNING = JobState.RUNNING.value
 _NO_LEASE: dict[str, Any] = {"lease_owner": None, "lease_expires_at": None}
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, separators=(",", ":"))
-
-
-def _loads(text: str | None) -> Any:
-    return None if text is None else json.loads(text)
-
-
-def _now(now: float | None) -> float:
-    return time.time() if now is None else now
-
-
-#: Attempts of a migration that meets a locked SQLite file (see :meth:`JobStore.migrate`).
-MIGRATE_LOCK_RETRIES = 5
-
-
-class JobStore:
-    """Jobs, checkpoints and the outbox (see the module docstring)."""
-
-    def __init__(self, url: str) -> None:
-        self._url = _parse_url(url)
-        self._engine = _make_engine(self._url)
-
-    @classmethod
-    def from_settings(cls, settings: Settings) -> JobStore:
-        url = settings.store_url
-        if settings.database_url is None or not settings.database_url.get_secret_value():
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return cls(url)
-
-    @property
-    def dialect(self) -> str:
-        return self._engine.dialect.name
-
-    def __repr__(self) -> str:
-        host = self._url.host or ""
-        port = f":{self._url.port}" if self._url.port else ""
-        return f"JobStore(dialect={self.dialect!r}, host={host + port!r})"
-
-    def close(self) -> None:
-        self._engine.dispose()
-
-    # --- transactions and error translation --------------------------------------------------
-
-    @contextlib.contextmanager
-    def _translate(self) -> Iterator[None]:
-        try:
-            yield
-        except (OperationalError, InterfaceError) as exc:
-            raise StoreUnavailable(self._unavailable_message(exc)) from None
-
-    def _unavailable_message(self, exc: OperationalError | InterfaceError) -> str:
-        reason = " ".join(str(exc.orig if exc.orig is not None else exc).split())
-        password = self._url.password
-        if password:
-            for form in {str(password), quote_plus(str(password)), quote(str(password))}:
-                reason = reason.replace(form, "***")
-        where = f"{self.dialect} {self._url.host or self._url.database or ''}".strip()
-        return f"the job store ({where}) cannot be reached: {reason}"
-
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """One write transaction (SQLite: BEGIN IMMEDIATE), committed on success."""
-        with self._translate(), self._engine.begin() as conn:
-            yield conn
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        with self._translate(), self._engine.connect() as conn:
-            conn.execution_options(**{_READ_ONLY: True})
-            yield conn
-
-    def _pg_lock(self, conn: Connection, key: int) -> None:
-        if self.dialect == "postgresql":
-            conn.execute(select(func.pg_advisory_xact_lock(key)))
-
-    # --- migrations --------------------------------------------------------------------------
-
-    def migrate(self) -> int:
-        """Apply pending migrations (each in its own transaction); return the schema version.
-
-        SQLite can answer "database is locked" at once (not after busy_timeout) when several
-        processes open a new file together (switching it to WAL); that is retried a few times.
-        """
-        for attempt in range(MIGRATE_LOCK_RETRIES):
-            try:
-                return self._migrate_once()
-            except StoreUnavailable as exc:
-                if self.dialect != "sqlite" or "locked" not in exc.message:
-                    raise
-                if attempt == MIGRATE_LOCK_RETRIES - 1:
-                    raise
-                time.sleep(0.2 * (attempt + 1))
-        raise AssertionError("unreachable")
-
-    def _migrate_once(self) -> int:
-        with self._translate(), self._engine.connect() as conn:
-            for migration in MIGRATIONS:
-                with conn.begin():
-                    self._apply(conn, migration)
-            version = _schema_version(conn)
-            conn.rollback()
-        return version
-
-    def _apply(self, conn: Connection, migration: Migration) -> None:
-        self._pg_lock(conn, _PG_LOCK_MIGRATE)
-        schema_version.create(conn, checkfirst=True)
-        if _schema_version(conn) >= migration.version:
-            return
-        log.info("job store: migration %d (%s)", migration.version, migration.description)
-        migration.apply(conn)
-        conn.execute(
-            insert(schema_version).values(
-                version=migration.version,
-                description=migration.description,
-                applied_at=time.time(),
-            )
-        )
+class JobQueries(StoreBase):
+    """Jobs and checkpoints (see the module docstring)."""
 
     # --- submitting and reading --------------------------------------------------------------
 
@@ -244,24 +96,83 @@ class JobStore:
 
         Raises :class:`QueueFull` (nothing stored) when ``queue_max`` jobs are active.
         """
-        at = _now(now)
+        offer = self.offer(job, queue_max=queue_max, dedup_window_s=dedup_window_s, now=now)
+        return offer.job, offer.created
+
+    def offer(
+        self,
+        job: NewJob,
+        *,
+        queue_max: int,
+        dedup_window_s: float = 0.0,
+        report_target: Mapping[str, Any] | None = None,
+        now: float | None = None,
+    ) -> Offer:
+        """Enqueue ``job``, or apply it to the job that already has its dedup key.
+
+        ``report_target`` (e.g. ``{"webhook_url": …, "api_key": …}``) is where the source
+        wants this job's reports to go *now*; without it a duplicate changes nothing (see the
+        module docstring for what a duplicate does with it). Raises :class:`QueueFull`
+        (nothing stored) when a new or reopened job finds ``queue_max`` jobs active.
+        """
+        at = now_or(now)
+        since = at - dedup_window_s
         try:
             with self._write() as conn:
-                self._pg_lock(conn, _PG_LOCK_SUBMIT)
-                existing = self._duplicate(conn, job.dedup_key, at - dedup_window_s)
-                if existing is not None:
-                    return existing, False
-                _check_room(conn, queue_max)
-                job_id = new_job_id()
-                conn.execute(insert(jobs).values(**_new_row(job_id, job, at)))
-                return _require_row(conn, job_id), True
+                self._pg_lock(conn, PG_LOCK_SUBMIT)
+                existing = self._duplicate(conn, job.dedup_key, since)
+                if existing is None:
+                    _check_room(conn, queue_max)
+                    job_id = new_job_id()
+                    conn.execute(insert(jobs).values(**_new_row(job_id, job, at)))
+                    return Offer(_require_row(conn, job_id), "created")
+                return self._reoffer(conn, existing, report_target, queue_max, at)
         except IntegrityError:
             # Another submission of the same dedup key won the race (unique partial index).
             with self._read() as conn:
-                existing = self._duplicate(conn, job.dedup_key, at - dedup_window_s)
+                existing = self._duplicate(conn, job.dedup_key, since)
             if existing is None:
                 raise
-            return existing, False
+            return Offer(existing, "duplicate")
+
+    def _reoffer(
+        self,
+        conn: Connection,
+        existing: Job,
+        target: Mapping[str, Any] | None,
+        queue_max: int,
+        at: float,
+    ) -> Offer:
+        if target is None:
+            return Offer(existing, "duplicate")
+        changed = any(existing.request.get(k) != v for k, v in target.items())
+        values: dict[str, Any] = {}
+        if changed:
+            values["request"] = dumps({**existing.request, **target})
+        if existing.state is JobState.COMPLETE and not has_undelivered_final(conn, existing.id):
+            _check_room(conn, queue_max)
+            values.update(
+                state=JobState.QUEUED.value,
+                generation=jobs.c.generation + 1,
+                finished_at=None,
+                next_attempt_at=None,
+                cancel_requested=False,
+                updated_at=at,
+                **_NO_LEASE,
+            )
+            conn.execute(update(jobs).where(jobs.c.id == existing.id).values(**values))
+            conn.execute(
+                delete(checkpoints).where(
+                    checkpoints.c.job_id == existing.id,
+                    checkpoints.c.stage == Stage.REPORT.value,
+                )
+            )
+            return Offer(_require_row(conn, existing.id), "reopened")
+        if not changed:
+            return Offer(existing, "duplicate")
+        conn.execute(update(jobs).where(jobs.c.id == existing.id).values(updated_at=at, **values))
+        retarget_rows(conn, existing.id, at)
+        return Offer(_require_row(conn, existing.id), "retargeted")
 
     def _duplicate(self, conn: Connection, key: str | None, since: float) -> Job | None:
         if key is None:
@@ -317,6 +228,12 @@ class JobStore:
                 result[state] = int(n)
         return result
 
+    def counts_by_kind(self) -> dict[tuple[str, str], int]:
+        """``(state, source kind) → jobs`` in one grouped query (metrics)."""
+        query = select(jobs.c.state, jobs.c.kind, func.count()).group_by(jobs.c.state, jobs.c.kind)
+        with self._read() as conn:
+            return {(str(state), str(kind)): int(n) for state, kind, n in conn.execute(query)}
+
     def active_ids(self) -> set[str]:
         with self._read() as conn:
             rows = conn.execute(select(jobs.c.id).where(jobs.c.state.in_(ACTIVE_STATES)))
@@ -330,7 +247,7 @@ class JobStore:
         Candidates: queued; retry_wait that is due; running whose lease expired (a dead node's
         job). A dead node's job whose cancel was requested is cancelled here instead.
         """
-        at = _now(now)
+        at = now_or(now)
         with self._write() as conn:
             _cancel_abandoned(conn, at)
             found = conn.execute(
@@ -368,7 +285,7 @@ class JobStore:
         now: float | None = None,
     ) -> bool:
         """Extend the lease; ``False`` when the job is no longer ours or a cancel was asked."""
-        at = _now(now)
+        at = now_or(now)
         with self._write() as conn:
             done = conn.execute(
                 update(jobs)
@@ -393,12 +310,12 @@ class JobStore:
             ).scalar()
             if text is None:
                 return
-            progress = dict(_loads(text))
+            progress = dict(loads(text))
             progress[Stage(stage).value] = float(fraction)
             conn.execute(
                 update(jobs)
                 .where(_owned(job_id, owner))
-                .values(progress=_dumps(progress), updated_at=time.time())
+                .values(progress=dumps(progress), updated_at=time.time())
             )
 
     def save_checkpoint(
@@ -408,7 +325,7 @@ class JobStore:
         values = {
             "job_id": job_id,
             "stage": Stage(stage).value,
-            "data": _dumps(data),
+            "data": dumps(data),
             "node": node,
             "created_at": time.time(),
         }
@@ -456,7 +373,7 @@ class JobStore:
             job_id,
             owner,
             state=JobState.COMPLETE.value,
-            result=_dumps(result),
+            result=dumps(result),
             error=None,
             error_kind=None,
             finished_at=at,
@@ -464,19 +381,42 @@ class JobStore:
         )
 
     def fail(
-        self, job_id: str, owner: str, *, error: str, kind: str, count_attempt: bool = True
+        self,
+        job_id: str,
+        owner: str,
+        *,
+        error: str,
+        kind: str,
+        count_attempt: bool = True,
+        report: OutboxEntry | None = None,
     ) -> bool:
+        """Running → failed for good, with its failure ``report`` queued in the same
+        transaction (a crash cannot keep one without the other)."""
         at = time.time()
-        return self._finish_owned(
-            job_id,
-            owner,
-            state=JobState.FAILED.value,
-            error=error,
-            error_kind=kind,
-            attempts=jobs.c.attempts + (1 if count_attempt else 0),
-            finished_at=at,
-            updated_at=at,
-        )
+        with self._write() as conn:
+            done = conn.execute(
+                update(jobs)
+                .where(_owned(job_id, owner))
+                .values(
+                    state=JobState.FAILED.value,
+                    error=error,
+                    error_kind=kind,
+                    attempts=jobs.c.attempts + (1 if count_attempt else 0),
+                    finished_at=at,
+                    updated_at=at,
+                    **_NO_LEASE,
+                )
+            )
+            if done.rowcount != 1:
+                return False
+            if report is not None:
+                generation = conn.execute(
+                    select(jobs.c.generation).where(jobs.c.id == job_id)
+                ).scalar_one()
+                insert_row(
+                    conn, self.dialect, report, job_id=job_id, generation=int(generation), at=at
+                )
+            return True
 
     def retry_later(
         self,
@@ -488,7 +428,7 @@ class JobStore:
         delay_s: float,
         now: float | None = None,
     ) -> bool:
-        at = _now(now)
+        at = now_or(now)
         return self._finish_owned(
             job_id,
             owner,
@@ -577,6 +517,8 @@ class JobStore:
     def retry(self, job_id: str) -> Job:
         """Failed/cancelled → queued with attempts 0 (checkpoints kept); else unchanged.
 
+        The job's ``generation`` goes up: the new run reports its own outcome (a second
+        failure report included) and sends progress again.
         :class:`UsageError` when another active job has the same dedup key.
         """
         at = time.time()
@@ -591,6 +533,7 @@ class JobStore:
                     .values(
                         state=JobState.QUEUED.value,
                         attempts=0,
+                        generation=jobs.c.generation + 1,
                         error=None,
                         error_kind=None,
                         result=None,
@@ -609,14 +552,20 @@ class JobStore:
 
     def prune(self, *, older_than: float) -> int:
         """Delete finished jobs with ``finished_at < older_than`` (their checkpoints and
-        delivered/given-up outbox rows too); return how many jobs were deleted."""
+        delivered/given-up outbox rows too); return how many jobs were deleted. A job with a
+        report still pending is kept (its deliverer reads the job's report target)."""
         deleted = 0
+        waiting = exists().where(outbox.c.job_id == jobs.c.id, outbox.c.state == OUTBOX_PENDING)
         while True:
             with self._write() as conn:
                 ids = list(
                     conn.execute(
                         select(jobs.c.id)
-                        .where(jobs.c.state.in_(FINISHED_STATES), jobs.c.finished_at < older_than)
+                        .where(
+                            jobs.c.state.in_(FINISHED_STATES),
+                            jobs.c.finished_at < older_than,
+                            ~waiting,
+                        )
                         .limit(PRUNE_BATCH)
                     ).scalars()
                 )
@@ -625,150 +574,8 @@ class JobStore:
                 _delete_jobs(conn, ids)
             deleted += len(ids)
 
-    # --- the outbox --------------------------------------------------------------------------
 
-    def outbox_add(
-        self,
-        *,
-        job_id: str | None,
-        kind: str,
-        target: str,
-        payload: dict[str, Any],
-        headers: dict[str, str],
-        idempotency_key: str,
-        now: float | None = None,
-    ) -> bool:
-        """Queue a report; ``False`` (nothing added) if ``idempotency_key`` is known."""
-        at = _now(now)
-        values = {
-            "job_id": job_id,
-            "kind": kind,
-            "target": target,
-            "payload": _dumps(payload),
-            "headers": _dumps(headers),
-            "idempotency_key": idempotency_key,
-            "attempts": 0,
-            "next_attempt_at": at,
-            "state": OUTBOX_PENDING,
-            "created_at": at,
-            "updated_at": at,
-        }
-        key = [outbox.c.idempotency_key]
-        stmt: Any
-        if self.dialect == "postgresql":
-            from sqlalchemy.dialects import postgresql as pg
-
-            stmt = pg.insert(outbox).values(**values).on_conflict_do_nothing(index_elements=key)
-        else:
-            stmt = sqlite.insert(outbox).values(**values).on_conflict_do_nothing(index_elements=key)
-        with self._write() as conn:
-            return conn.execute(stmt.returning(outbox.c.id)).first() is not None
-
-    def outbox_due(self, *, now: float | None = None, limit: int = 20) -> list[OutboxItem]:
-        """Pending items due at ``now``, oldest first."""
-        query = (
-            select(outbox)
-            .where(outbox.c.state == OUTBOX_PENDING, outbox.c.next_attempt_at <= _now(now))
-            .order_by(outbox.c.created_at.asc(), outbox.c.id.asc())
-            .limit(limit)
-        )
-        with self._read() as conn:
-            return [_outbox_item(row) for row in conn.execute(query).mappings()]
-
-    def outbox_delivered(self, item_id: int) -> None:
-        with self._write() as conn:
-            conn.execute(
-                update(outbox)
-                .where(outbox.c.id == item_id)
-                .values(state=OUTBOX_DELIVERED, updated_at=time.time())
-            )
-
-    def outbox_failed(self, item_id: int, *, error: str, next_attempt_at: float | None) -> None:
-        """Count a failed delivery; ``next_attempt_at=None`` gives the item up."""
-        values: dict[str, Any] = {
-            "attempts": outbox.c.attempts + 1,
-            "last_error": error,
-            "updated_at": time.time(),
-        }
-        if next_attempt_at is None:
-            values["state"] = OUTBOX_GIVEN_UP
-        else:
-            values["next_attempt_at"] = next_attempt_at
-        with self._write() as conn:
-            conn.execute(update(outbox).where(outbox.c.id == item_id).values(**values))
-
-    def outbox_counts(self) -> dict[str, int]:
-        result = dict.fromkeys(OUTBOX_STATES, 0)
-        with self._read() as conn:
-            for state, n in conn.execute(
-                select(outbox.c.state, func.count()).group_by(outbox.c.state)
-            ):
-                result[state] = int(n)
-        return result
-
-
-# --- engine ---------------------------------------------------------------------------------
-
-
-def _parse_url(text: str) -> URL:
-    try:
-        url = make_url(text)
-    except ArgumentError:
-        # SQLAlchemy's message quotes the whole URL (password included): not repeated here.
-        raise ConfigError("DATABASE_URL is not a valid SQLAlchemy database URL") from None
-    backend = url.get_backend_name()
-    if backend in ("postgresql", "postgres"):
-        return url.set(drivername="postgresql+psycopg")
-    if backend != "sqlite":
-        raise ConfigError(
-            f"DATABASE_URL: unsupported database {backend!r} (use sqlite:/// or postgresql://)"
-        )
-    return url
-
-
-def _make_engine(url: URL) -> Engine:
-    try:
-        if url.get_backend_name() == "sqlite":
-            return _sqlite_engine(url)
-        connect_args = (
-            {} if "connect_timeout" in url.query else {"connect_timeout": PG_CONNECT_TIMEOUT_S}
-        )
-        return create_engine(url, pool_pre_ping=True, connect_args=connect_args)
-    except NoSuchModuleError:
-        raise ConfigError(f"DATABASE_URL: no driver for {url.drivername!r}") from None
-
-
-def _sqlite_engine(url: URL) -> Engine:
-    engine = create_engine(
-        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_S, "check_same_thread": False}
-    )
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        # The SQLAlchemy recipe: let us emit BEGIN ourselves (pysqlite's own is deferred).
-        dbapi_conn.isolation_level = None
-        cursor = dbapi_conn.cursor()
-        cursor.execute(f"PRAGMA busy_timeout={int(SQLITE_BUSY_TIMEOUT_S * 1000)}")
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=FULL")  # a power cut loses no commit
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.close()
-
-    @event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        read_only = conn.get_execution_options().get(_READ_ONLY, False)
-        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
-    return engine
-
-
-# --- queries --------------------------------------------------------------------------------
-
-
-def _schema_version(conn: Connection) -> int:
-    return int(
-        conn.execute(select(func.coalesce(func.max(schema_version.c.version), 0))).scalar_one()
-    )
+# --- queries ---------------------------------------------------------------------------------
 
 
 def _owned(job_id: str, owner: str) -> ColumnElement[bool]:
@@ -856,9 +663,9 @@ def _new_row(job_id: str, job: NewJob, at: float) -> dict[str, Any]:
         "kind": SourceKind(job.kind).value,
         "source": job.source,
         "short": job.short,
-        "rungs": None if job.rungs is None else _dumps(list(job.rungs)),
+        "rungs": None if job.rungs is None else dumps(list(job.rungs)),
         "priority": job.priority,
-        "request": _dumps(job.request),
+        "request": dumps(job.request),
         "external_id": job.external_id,
         "dedup_key": job.dedup_key,
         "size_hint": job.size_hint,
@@ -873,7 +680,7 @@ def _new_row(job_id: str, job: NewJob, at: float) -> dict[str, Any]:
 
 
 def _job(row: RowMapping) -> Job:
-    rungs = _loads(row["rungs"])
+    rungs = loads(row["rungs"])
     return Job(
         id=row["id"],
         kind=SourceKind(row["kind"]),
@@ -881,17 +688,17 @@ def _job(row: RowMapping) -> Job:
         short=bool(row["short"]),
         rungs=None if rungs is None else tuple(rungs),
         priority=int(row["priority"]),
-        request=_loads(row["request"]),
+        request=loads(row["request"]),
         external_id=row["external_id"],
         dedup_key=row["dedup_key"],
         size_hint=row["size_hint"],
         state=JobState(row["state"]),
         stage=None if row["stage"] is None else Stage(row["stage"]),
         attempts=int(row["attempts"]),
-        progress=_loads(row["progress"]),
+        progress=loads(row["progress"]),
         error=row["error"],
         error_kind=row["error_kind"],
-        result=_loads(row["result"]),
+        result=loads(row["result"]),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         started_at=row["started_at"],
@@ -901,6 +708,7 @@ def _job(row: RowMapping) -> Job:
         lease_expires_at=row["lease_expires_at"],
         cancel_requested=bool(row["cancel_requested"]),
         interruptions=int(row["interruptions"]),
+        generation=int(row["generation"]),
     )
 
 
@@ -908,24 +716,7 @@ def _checkpoint(row: RowMapping) -> Checkpoint:
     return Checkpoint(
         job_id=row["job_id"],
         stage=Stage(row["stage"]),
-        data=_loads(row["data"]),
+        data=loads(row["data"]),
         node=row["node"],
-        created_at=row["created_at"],
-    )
-
-
-def _outbox_item(row: RowMapping) -> OutboxItem:
-    return OutboxItem(
-        id=int(row["id"]),
-        job_id=row["job_id"],
-        kind=row["kind"],
-        target=row["target"],
-        payload=_loads(row["payload"]),
-        headers=_loads(row["headers"]),
-        idempotency_key=row["idempotency_key"],
-        attempts=int(row["attempts"]),
-        next_attempt_at=row["next_attempt_at"],
-        state=row["state"],
-        last_error=row["last_error"],
         created_at=row["created_at"],
     )
