@@ -8,8 +8,8 @@ import asyncio
 import contextlib
 import json
 import secrets
-from pathlib import Path
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,10 +18,10 @@ import pytest
 from speak_encoder.cli_storage import add_storage_commands
 from speak_encoder.config import Settings, load_settings
 from speak_encoder.errors import CidMismatch, ConfigError, PublishIncomplete
-from speak_encoder.storage.kubo import KuboClient
-from speak_encoder.storage.local_store import keep_folder, stored_path
 from speak_encoder.node.store import JobStore
 from speak_encoder.node.store.pins import StorePinQueue
+from speak_encoder.storage.kubo import KuboClient
+from speak_encoder.storage.local_store import keep_folder, stored_path
 from speak_encoder.storage.pins import DONE, PENDING
 from speak_encoder.storage.targets import publish_folder, retry_pending
 from speak_encoder.storage.unixfs import import_folder

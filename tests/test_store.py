@@ -25,8 +25,8 @@ from speak_encoder.errors import (
     UsageError,
 )
 from speak_encoder.node.models import Job, JobState, NewJob, SourceKind, Stage
-from speak_encoder.node.store.schema import SCHEMA_VERSION
 from speak_encoder.node.store import JobStore
+from speak_encoder.node.store.schema import SCHEMA_VERSION
 from speak_encoder.testing.postgres import free_port
 
 T0 = 1_000_000.0
