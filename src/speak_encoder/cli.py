@@ -3,7 +3,8 @@
 Each sub-command is a function ``(args, settings) -> exit code``. Settings are read once in
 :func:`main` (environment, ``.env``, then the flags of the command line); a
 :class:`~speak_encoder.errors.SpeakEncoderError` becomes ``error: <message>`` and exit code 1,
-Ctrl-C exit code 130 — never a traceback.
+Ctrl-C exit code 130 (SIGTERM of ``encode``: the same clean-up, exit code 143) — never a
+traceback.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import argparse
 import asyncio
 import json
 import logging
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -27,6 +29,16 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_CANCELLED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (e.g. ``timeout``, ``systemctl stop``) while a command works: handled exactly
+    like Ctrl-C — ffmpeg stopped, the work folder removed — then exit code 143."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
 
 
 def _rungs(text: str) -> tuple[str, ...]:
@@ -48,6 +60,7 @@ def cmd_encode(args: argparse.Namespace, settings: Settings) -> int:
     else:
         rungs = None  # the full ladder, as gateway jobs get
     options = EncodeOptions(short=args.short, rungs=rungs)
+    signal.signal(signal.SIGTERM, _terminate)
     with ProgressDisplay(enabled=not args.json and not args.quiet) as display:
         result = asyncio.run(encode(args.source, settings, options=options, out=args.out,
                                     store=args.store, report=display))  # fmt: skip
@@ -148,7 +161,29 @@ def build_parser() -> argparse.ArgumentParser:
     ver.set_defaults(func=cmd_version)
 
     _add_optional_commands(sub)
+    _global_flags_after_the_command(parser)
     return parser
+
+
+def _global_flags_after_the_command(parser: argparse.ArgumentParser) -> None:
+    """``--data-dir`` and ``-v`` are accepted after the command too (``run --data-dir D``),
+    on every sub-command at any depth; a value given there wins over one given before."""
+    for action in parser._actions:
+        if not isinstance(action, argparse._SubParsersAction):
+            continue
+        for child in set(action.choices.values()):
+            known = {flag for a in child._actions for flag in a.option_strings}
+            if "--data-dir" not in known:
+                child.add_argument(
+                    "--data-dir", type=Path, default=argparse.SUPPRESS,
+                    help="state folder (DATA_DIR)",
+                )  # fmt: skip
+            if "--verbose" not in known:
+                child.add_argument(
+                    "-v", "--verbose", action="store_true", default=argparse.SUPPRESS,
+                    help="debug logging",
+                )  # fmt: skip
+            _global_flags_after_the_command(child)
 
 
 def _add_optional_commands(sub: Any) -> None:
@@ -188,9 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(level, settings.log_format, secrets=secrets_of(settings))
         code: int = args.func(args, settings)
         return code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         print("cancelled: ffmpeg stopped and the work folder removed", file=sys.stderr)
-        return EXIT_CANCELLED
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_CANCELLED
     except SpeakEncoderError as exc:
         print(f"error: {exc.message}", file=sys.stderr)
         if getattr(args, "json", False):

@@ -44,6 +44,9 @@ node operator can act on and says whether trying again later can help::
         └── GatewayError                   a 3Speak gateway failed, answered 5xx/429 or garbage
             ├── GatewayAuthRejected        401/403: check ENCODER_PRIVATE_KEY
             └── GatewayRejected            another 4xx
+                ├── GatewayNotRegistered   404 "Encoder not registered": register again
+                └── GatewayNodeRefused     403 "Encoder is disabled or banned" (an operator's
+                                           decision upstream: wait long, then ask again)
 """
 
 from __future__ import annotations
@@ -278,3 +281,11 @@ class GatewayAuthRejected(GatewayError):
 
 class GatewayRejected(GatewayError):
     """A 4xx other than 401/403/404/429: this request will not succeed as it is."""
+
+
+class GatewayNotRegistered(GatewayRejected):
+    """The gateway does not know this node (any more): an admin removed it; register again."""
+
+
+class GatewayNodeRefused(GatewayRejected):
+    """The gateway knows this node and refuses it: disabled or banned by its operators."""

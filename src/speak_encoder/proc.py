@@ -22,6 +22,7 @@ import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 from speak_encoder.errors import ConfigError
@@ -73,13 +74,18 @@ def _child_setup(parent: int, memory_limit: int | None) -> Callable[[], None]:
     return setup
 
 
+#: Called with the pid of every child started in this context (a job's runner sets it to
+#: record its ffmpeg, so that a node restarted after a crash can make sure none is left).
+on_spawn: ContextVar[Callable[[int], None] | None] = ContextVar("on_spawn", default=None)
+
+
 async def start(
     argv: Sequence[str], *, memory_limit: int | None = None, **kwargs: object
 ) -> asyncio.subprocess.Process:
     """Start ``argv`` in its own process group, to die with this process; a missing binary is
     a :class:`ConfigError`. ``memory_limit`` (bytes) caps the child's address space."""
     try:
-        return await asyncio.create_subprocess_exec(
+        proc = await asyncio.create_subprocess_exec(
             *argv,
             start_new_session=True,
             preexec_fn=_child_setup(os.getpid(), memory_limit),
@@ -91,6 +97,10 @@ async def start(
         ) from None
     except PermissionError:
         raise ConfigError(f"{argv[0]!r} is not executable") from None
+    record = on_spawn.get()
+    if record is not None:
+        record(proc.pid)
+    return proc
 
 
 def kill_group(proc: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> None:
@@ -137,6 +147,8 @@ async def run_capture(
 
     The process group is killed if it outlives ``timeout`` (a plain :class:`TimeoutError` is
     raised for the caller to translate into its own error) or if the caller is cancelled.
+    (``asyncio.timeout``, not ``wait_for`` around ``gather``: on Python 3.11 a cancelled
+    ``wait_for`` leaves the gather's exception unretrieved, and asyncio prints a traceback.)
     """
     proc = await start(
         argv,
@@ -145,16 +157,14 @@ async def run_capture(
         stderr=asyncio.subprocess.PIPE,
     )
     try:
-        out, err = await asyncio.wait_for(
-            asyncio.gather(
+        async with asyncio.timeout(timeout):
+            out, err = await asyncio.gather(
                 _read_bounded(proc.stdout, max_output), _read_bounded(proc.stderr, max_output)
-            ),
-            timeout,
-        )
-        rc = await asyncio.wait_for(proc.wait(), timeout)
+            )
+            rc = await proc.wait()
     finally:
         await stop(proc, grace=0.5)
     return Completed(rc, out, err)
 
 
-__all__ = ["Completed", "kill_group", "run_capture", "start", "stop"]
+__all__ = ["Completed", "kill_group", "on_spawn", "run_capture", "start", "stop"]

@@ -35,7 +35,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from speak_encoder import proc
 from speak_encoder.config import Settings
+from speak_encoder.node import children
 from speak_encoder.node.activity import Activity
 from speak_encoder.node.hooks import SourceHooks
 from speak_encoder.node.models import STAGES, Checkpoint, Job, SourceKind, Stage
@@ -380,6 +382,7 @@ def _test_pause(stage: Stage) -> float:
 async def run_job(run: JobRun) -> dict[str, Any]:
     """Run (or resume) every stage of ``run.job``; returns its public result."""
     await asyncio.to_thread(run.job_dir.mkdir, parents=True, exist_ok=True)
+    proc.on_spawn.set(children.recorder(run.job_dir))  # this task's children are recorded
     checkpoints: dict[Stage, Checkpoint] = await run.db(run.store.checkpoints, run.job.id)
     start = await _resume_point(run, checkpoints)
     stale = [s for s in STAGES[start:] if s in checkpoints]

@@ -1,6 +1,8 @@
 """`speak-encoder run`: the long-running node service and its lifespan.
 
-Start: open the store (migrations), take back this node's jobs a crash left ``running``,
+Start (``run`` holds the data folder's lock, :mod:`speak_encoder.node.lock`): open the store
+(migrations, an old pins file taken over), kill any process a crashed run's jobs left behind
+(:mod:`speak_encoder.node.children`), take back this node's jobs a crash left ``running``,
 remove work folders of unknown or finished jobs. Then run, each as a task owned here: the
 scheduler (with its watchdog), the memory/disk monitor, the pending-pin retrier and the
 history pruner. SIGTERM/SIGINT: stop intake, give running jobs ``SHUTDOWN_GRACE`` seconds,
@@ -21,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from speak_encoder.config import Settings
+from speak_encoder.node.children import kill_leftovers
 from speak_encoder.node.hooks import SourceHooks
 from speak_encoder.node.models import SourceKind, is_job_id
 from speak_encoder.node.monitor import Monitor
@@ -95,6 +98,7 @@ class Service:
 
     def startup(self) -> None:
         version = self.store.migrate()
+        leftovers = kill_leftovers(self.settings.work_dir)  # before any job resumes
         self.store.import_pins_file(
             self.settings.data_dir / PINS_DB_NAME, node=self.settings.node_name
         )
@@ -103,8 +107,8 @@ class Service:
         removed = clean_work_dir(self.settings.work_dir, self.store.active_ids())
         log.info(
             "node %s ready: store schema v%d, %d job(s) resumed after a crash, %d stale work "
-            "folder(s) removed",
-            self.node, version, len(recovered), len(removed),
+            "folder(s) removed, %d leftover process(es) killed",
+            self.node, version, len(recovered), len(removed), len(leftovers),
         )  # fmt: skip
 
     async def _detect_hardware(self) -> None:

@@ -49,6 +49,7 @@ from speak_encoder.errors import NetworkError, QueueFull, StoreUnavailable
 from speak_encoder.node.models import Job, JobState, is_job_id
 from speak_encoder.node.store import JobStore
 from speak_encoder.sources.direct_request import (
+    OFFER_LOG,
     DirectJobRequest,
     job_progress,
     public_error,
@@ -408,20 +409,21 @@ def create_app(
         new = to_new_job(req, settings)
         with _store_errors():
             try:
-                job, created = await asyncio.to_thread(
-                    store.submit,
+                offer = await asyncio.to_thread(
+                    store.offer,
                     new,
                     queue_max=settings.queue_max,
                     dedup_window_s=settings.dedup_window_hours * 3600,
+                    report_target=req.report_target(),
                 )
             except QueueFull as exc:
                 seconds = max(1, round(exc.retry_after))
                 raise ApiError(429, exc.message, headers={"Retry-After": str(seconds)}) from None
-        if created:
-            log.info("📥 direct job %s queued: %r/%r", job.id, req.owner[:64], req.permlink[:64])
+        job = offer.job
+        log.info("📥 direct job %s %s: %r/%r", job.id, OFFER_LOG[offer.outcome],
+                 req.owner[:64], req.permlink[:64])  # fmt: skip
+        if offer.outcome in ("created", "reopened"):
             wake()
-        else:
-            log.info("📥 direct job %s submitted again (duplicate): unchanged", job.id)
         return JSONResponse(
             {
                 "job_id": job.id,

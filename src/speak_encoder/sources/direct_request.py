@@ -151,9 +151,22 @@ class DirectJobRequest(BaseModel):
     def dedup_key(self) -> str:
         return f"{self.owner}/{self.permlink}/{self.bare_cid()}"
 
+    def report_target(self) -> dict[str, str]:
+        """Where this request wants the job's reports to go (the newest offer wins)."""
+        return {"webhook_url": self.webhook_url, "api_key": self.api_key}
+
     def stored(self) -> dict[str, Any]:
         """The request as the job keeps it (``api_key`` included: the webhook needs it)."""
         return self.model_dump(exclude_none=True)
+
+
+#: How each outcome of an offer is logged (see ``JobStore.offer``).
+OFFER_LOG: dict[str, str] = {
+    "created": "queued",
+    "duplicate": "submitted again (duplicate): unchanged",
+    "retargeted": "submitted again: its reports now go to the new webhook_url/api_key",
+    "reopened": "submitted again after it completed: it reports once more",
+}
 
 
 def public_error(text: str, settings: Settings) -> str:

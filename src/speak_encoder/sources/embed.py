@@ -2,8 +2,10 @@
 
 :class:`EmbedSource` is the task the service's lifespan owns:
 
-* ``updateNode`` ``{"node_info": {"name", "cryptoAccounts": {"hive"}, "commit_hash"}}`` until it
-  succeeds, with back-off and jitter (upstream gave up until a restart: fixed here);
+* ``updateNode`` ``{"node_info": {"name", "cryptoAccounts": {"hive"}, "peer_id", "commit_hash"}}``
+  (``peer_id`` of the local IPFS node when it answers) until it succeeds, with back-off and
+  jitter (upstream gave up until a restart: fixed here), and again whenever the gateway answers
+  404 "Encoder not registered" (an admin removed the node);
 * every ``GATEWAY_POLL_INTERVAL`` (± 20 %): ``heartbeat`` ``{"timestamp", "version"}``
   (``needs_update`` logged at WARNING and kept in :attr:`EmbedSource.needs_update`), then, only
   while the node has free capacity, ``myJob`` ``{"timestamp"}`` → ``{"success", "job": <direct
@@ -19,7 +21,12 @@
   :class:`~speak_encoder.sources.webhooks.OutboxDeliverer`).
 
 Gateway errors (5xx, timeouts, broken JSON, HTML pages) are retried with back-off and never
-crash the node; a refused signature (401/403) logs "check ENCODER_PRIVATE_KEY".
+crash the node; a refused signature (401/403) logs "check ENCODER_PRIVATE_KEY"; 403 "Encoder is
+disabled or banned" is logged as such once, shown as "refused: disabled or banned" and asked
+again after ``NODE_REFUSED_WAIT_S``. A job offered again (the embed server re-claims a stalled or
+redispatched job with a fresh callback token) is never encoded twice: its reports go to the
+newest ``webhook_url``/``api_key``, and a job already complete reports once more
+(:meth:`~speak_encoder.node.store.jobs.JobQueries.offer`).
 """
 
 from __future__ import annotations
@@ -38,14 +45,17 @@ from speak_encoder.node.identity import NodeIdentity
 from speak_encoder.node.models import SourceKind
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
-from speak_encoder.sources.direct_request import DirectJobRequest, to_new_job
+from speak_encoder.sources.direct_request import OFFER_LOG, DirectJobRequest, to_new_job
 from speak_encoder.sources.gateway_protocol import (
     GatewayAuthRejected,
     GatewayClient,
     GatewayError,
+    GatewayNodeRefused,
+    GatewayNotRegistered,
     PollRounds,
     free_capacity,
     jittered,
+    local_peer_id,
     read_update_notice,
     sleep_until,
 )
@@ -128,7 +138,8 @@ class EmbedSource:
         """One round (register if needed, heartbeat, myJob); returns the wait before the next."""
         try:
             if not self.registered:
-                self.encoder_info = (await self.client.update_node()).get("encoder")
+                peer_id = await local_peer_id(self.settings)
+                self.encoder_info = (await self.client.update_node(peer_id)).get("encoder")
                 self.registered = True
                 log.info("🌐 registered with the embed gateway as %s (%s)",
                          self.settings.node_name, self.encoder_info)  # fmt: skip
@@ -136,6 +147,11 @@ class EmbedSource:
             got = await self._poll()
         except GatewayAuthRejected as exc:
             return self.rounds.refused(exc)
+        except GatewayNodeRefused as exc:
+            return self.rounds.node_refused(exc)
+        except GatewayNotRegistered as exc:
+            self.registered = False
+            return self.rounds.failed("embed gateway", exc.message)
         except (GatewayError, StoreUnavailable, NetworkError) as exc:
             what = "updateNode" if not self.registered else "embed gateway"
             return self.rounds.failed(what, exc.message)
@@ -181,23 +197,29 @@ class EmbedSource:
             return False
         new = to_new_job(request, self.settings, kind=SourceKind.EMBED)
         try:
-            job, created = await asyncio.to_thread(
-                self.store.submit, new, queue_max=self.settings.queue_max,
+            offered = await asyncio.to_thread(
+                self.store.offer, new, queue_max=self.settings.queue_max,
                 dedup_window_s=self.settings.dedup_window_hours * 3600,
+                report_target=request.report_target(),
             )  # fmt: skip
         except QueueFull as exc:
             log.warning("🌐 embed job %s/%s not taken: %s", request.owner, request.permlink,
                         exc.message)  # fmt: skip
             return False
-        if not created:
+        job = offered.job
+        if offered.outcome == "created":
+            self.submitted += 1
+            log.info("📥 embed job %s/%s → local job %s", request.owner, request.permlink, job.id)
+        else:
             self.duplicates += 1
-            log.info("🌐 embed job %s/%s offered again: already job %s (%s)", request.owner,
-                     request.permlink, job.id, job.state.value)  # fmt: skip
-            return False
-        self.submitted += 1
-        log.info("📥 embed job %s/%s → local job %s", request.owner, request.permlink, job.id)
-        self.scheduler.wake()
-        return True
+            log.info(
+                "🌐 embed job %s/%s offered again: job %s (%s) %s", request.owner,
+                request.permlink, job.id, job.state.value, OFFER_LOG[offered.outcome],
+            )  # fmt: skip
+        if offered.outcome in ("created", "reopened"):
+            self.scheduler.wake()
+            return True
+        return False
 
 
 async def run_embed_source(

@@ -75,6 +75,8 @@ from speak_encoder.sources.gateway_protocol import (
     GatewayAuthRejected,
     GatewayClient,
     GatewayError,
+    GatewayNodeRefused,
+    GatewayNotRegistered,
     GatewayRejected,
     PollRounds,
     free_capacity,
@@ -84,6 +86,7 @@ from speak_encoder.sources.gateway_protocol import (
     iso_now,
     jittered,
     json_object,
+    local_peer_id,
     raise_for_answer,
     read_update_notice,
     sleep_until,
@@ -516,6 +519,11 @@ class GatewaySource:
             claimed = await self._poll()
         except GatewayAuthRejected as exc:
             return self.rounds.refused(exc)
+        except GatewayNodeRefused as exc:
+            return self.rounds.node_refused(exc)
+        except GatewayNotRegistered as exc:
+            self.registered = False
+            return self.rounds.failed("gateway", exc.message)
         except GatewayError as exc:
             return self.rounds.failed("gateway", exc.message)
         except (StoreUnavailable, NetworkError) as exc:
@@ -526,8 +534,9 @@ class GatewaySource:
         return jittered(self.settings.gateway_poll_interval)
 
     async def _register(self) -> None:
+        peer_id = self.peer_id or await local_peer_id(self.settings)
         try:
-            await self.client.update_node(self.peer_id)
+            await self.client.update_node(peer_id)
         except GatewayAuthRejected:
             raise
         except GatewayError as exc:
@@ -540,7 +549,7 @@ class GatewaySource:
     async def _heartbeat(self) -> None:
         try:
             answer = await self.client.heartbeat()
-        except GatewayAuthRejected:
+        except (GatewayAuthRejected, GatewayNotRegistered, GatewayNodeRefused):
             raise
         except GatewayError as exc:
             log.debug("heartbeat failed: %s", exc.message)

@@ -36,6 +36,8 @@ from speak_encoder import USER_AGENT, __version__
 from speak_encoder.errors import (  # noqa: F401 (re-exported)
     GatewayAuthRejected,
     GatewayError,
+    GatewayNodeRefused,
+    GatewayNotRegistered,
     GatewayRejected,
     UpstreamError,
 )
@@ -63,6 +65,14 @@ TEXT_KEPT: Final = 200
 JITTER: Final = 0.2
 #: The hint every log line about a refused signature carries.
 KEY_HINT: Final = "check ENCODER_PRIVATE_KEY"
+#: Words of a 404 meaning "this gateway does not know the node" / a 403 meaning "disabled or
+#: banned" (the embed server's own answers).
+NOT_REGISTERED_WORDS: Final = ("not registered",)
+REFUSED_WORDS: Final = ("disabled", "banned")
+#: Seconds a poller waits before asking again a gateway that disabled or banned the node.
+NODE_REFUSED_WAIT_S: Final = 1800.0
+#: The state the dashboard shows for such a node.
+STATE_REFUSED: Final = "refused: disabled or banned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,11 +225,26 @@ def is_not_ours_answer(answer: GatewayAnswer) -> bool:
     return answer.status in (400, 404, 409, 410) or any(w in lowered for w in NOT_OURS_WORDS)
 
 
+def is_not_registered_answer(answer: GatewayAnswer) -> bool:
+    """A 404 saying the gateway does not know this node ("Encoder not registered")."""
+    lowered = answer.message.lower()
+    return answer.status == 404 and any(word in lowered for word in NOT_REGISTERED_WORDS)
+
+
 def raise_for_answer(answer: GatewayAnswer) -> None:
     """Raise the error a non-2xx (or ``success: false``) answer stands for."""
     if answer.ok:
         return
     what = f"{answer.route}: {answer.describe()}"
+    lowered = answer.message.lower()
+    if answer.status == 403 and any(word in lowered for word in REFUSED_WORDS):
+        raise GatewayNodeRefused(
+            f"{what} — the gateway's operators disabled or banned this node", status=403
+        )
+    if is_not_registered_answer(answer):
+        raise GatewayNotRegistered(
+            f"{what} — the gateway no longer knows this node: registering again", status=404
+        )
     if answer.status in (401, 403):
         raise GatewayAuthRejected(
             f"{what} — the gateway refused this node's signature ({KEY_HINT})",
@@ -280,7 +305,10 @@ class PollRounds:
         self.backoff = Backoff(interval, max(interval, min(BACKOFF_MAX_S, interval * 16)))
         self.last_ok_at: float | None = None
         self.last_error: str | None = None
+        #: A word for the dashboard when the gateway refuses the node itself (else ``None``).
+        self.state: str | None = None
         self._auth_logged = False
+        self._refused_logged = False
 
     def refused(self, exc: GatewayAuthRejected) -> float:
         """The gateway refused our signature: logged once (until a round succeeds)."""
@@ -292,6 +320,19 @@ class PollRounds:
             log.debug("%s still refuses the signature (%s)", self.gateway, KEY_HINT)
         return self.backoff.next_delay()
 
+    def node_refused(self, exc: GatewayNodeRefused) -> float:
+        """The gateway disabled or banned this node: logged once, asked again after a long
+        wait (``NODE_REFUSED_WAIT_S``)."""
+        self.last_error, self.state = exc.message, STATE_REFUSED
+        delay = max(self.backoff.next_delay(), jittered(NODE_REFUSED_WAIT_S))
+        if not self._refused_logged:
+            log.error(
+                "⛔ %s %s: %s — asking again in %.0f min (nothing to fix on this node)",
+                self.gateway, STATE_REFUSED, exc.message, delay / 60,
+            )  # fmt: skip
+            self._refused_logged = True
+        return delay
+
     def failed(self, what: str, message: str) -> float:
         self.last_error = message
         delay = self.backoff.next_delay()
@@ -299,9 +340,9 @@ class PollRounds:
         return delay
 
     def succeeded(self) -> None:
-        self.last_ok_at, self.last_error = time.time(), None
+        self.last_ok_at, self.last_error, self.state = time.time(), None, None
         self.backoff.reset()
-        self._auth_logged = False
+        self._auth_logged = self._refused_logged = False
 
 
 async def sleep_until(stop: asyncio.Event, seconds: float) -> bool:
@@ -322,6 +363,29 @@ def iso_now() -> str:
     """UTC now as JavaScript's ``Date.toISOString()`` writes it (``2024-01-02T03:04:05.678Z``)."""
     now = dt.datetime.now(dt.UTC)
     return now.strftime("%Y-%m-%dT%H:%M:%S.") + f"{now.microsecond // 1000:03d}Z"
+
+
+#: Seconds the IPFS peer id lookup at registration may take (then it is left out).
+PEER_ID_TIMEOUT_S: Final = 5.0
+
+
+async def local_peer_id(settings: Settings) -> str | None:
+    """The local IPFS node's peer id for ``updateNode`` (``None`` if it does not answer in
+    ``PEER_ID_TIMEOUT_S``: registration never waits on IPFS)."""
+    if not settings.ipfs_api_addr.strip():
+        return None
+    from speak_encoder.storage.kubo import KuboClient
+
+    try:
+        async with KuboClient(
+            settings.ipfs_api_addr,
+            connect_timeout=PEER_ID_TIMEOUT_S,
+            call_timeout=PEER_ID_TIMEOUT_S,
+        ) as ipfs:
+            return await asyncio.wait_for(ipfs.peer_id(), PEER_ID_TIMEOUT_S)
+    except Exception as exc:  # any failure: registered without a peer id
+        log.debug("no IPFS peer id for updateNode: %r", exc)
+        return None
 
 
 async def free_capacity(scheduler: Scheduler, store: JobStore) -> int:
@@ -348,14 +412,18 @@ __all__ = [
     "GatewayAuthRejected",
     "GatewayError",
     "GatewayHttp",
+    "GatewayNodeRefused",
+    "GatewayNotRegistered",
     "GatewayRejected",
     "free_capacity",
     "is_done_answer",
     "is_not_ours_answer",
+    "is_not_registered_answer",
     "is_race_answer",
     "iso_now",
     "jittered",
     "json_object",
+    "local_peer_id",
     "raise_for_answer",
     "sleep_until",
 ]
@@ -424,6 +492,8 @@ class GatewayClient:
         """The job offered (pre-assigned) to this node, or ``None`` (404 / ``job: null``)."""
         answer = await self.http.post_jws("myJob", {"timestamp": iso_now()})
         if answer.status == 404:
+            if is_not_registered_answer(answer):  # not "no job": the node must register
+                raise_for_answer(answer)
             return None
         data = json_object(answer)
         job = data.get("job")

@@ -345,6 +345,12 @@ class KuboClient:
     async def id(self) -> dict[str, Any]:
         return await self._call_json("id")
 
+    async def peer_id(self) -> str | None:
+        """The node's peer id from ``id`` (``None`` when the answer has none)."""
+        answer = await self.id()
+        peer = answer.get("ID", answer.get("Id", answer.get("id")))
+        return peer if isinstance(peer, str) and peer else None
+
     async def version(self) -> dict[str, Any]:
         return await self._call_json("version")
 

@@ -287,13 +287,12 @@ async def check_ipfs(settings: Settings, timeout: float = IPFS_CHECK_TIMEOUT_S) 
         async with KuboClient(
             settings.ipfs_api_addr, connect_timeout=timeout, call_timeout=timeout
         ) as ipfs:
-            answer = await asyncio.wait_for(ipfs.id(), timeout * 2)
+            peer = await asyncio.wait_for(ipfs.peer_id(), timeout * 2)
     except Exception as exc:
         text = exc.message if isinstance(exc, SpeakEncoderError) else str(exc)
         status.update(ok=False, error=redact(text or type(exc).__name__)[:ERROR_CHARS])
         return status
-    peer = answer.get("ID", answer.get("Id", answer.get("id")))
-    if isinstance(peer, str) and peer:
+    if peer:
         status.update(ok=True, peer_id=peer)
     else:
         status.update(ok=False, error="the IPFS node answered without a peer id")
@@ -315,10 +314,13 @@ def _poller_health(name: str, poller: Any) -> dict[str, Any]:
     rounds = getattr(poller, "rounds", poller)  # sources.gateway_protocol.PollRounds
     last_ok = getattr(rounds, "last_ok_at", None)
     error = getattr(rounds, "last_error", None)
+    state = getattr(rounds, "state", None)
     row["registered"] = registered
     row["last_ok_at"] = last_ok if isinstance(last_ok, (int, float)) else None
     row["last_error"] = redact(str(error))[:ERROR_CHARS] if error else None
-    if row["last_error"]:
+    if isinstance(state, str) and state:  # e.g. "refused: disabled or banned"
+        row["health"] = state
+    elif row["last_error"]:
         row["health"] = "failing"
     elif row["last_ok_at"] is None:
         row["health"] = "starting"
