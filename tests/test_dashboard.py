@@ -25,7 +25,6 @@ from speak_encoder.logs import RingBufferHandler
 from speak_encoder.node.models import NewJob, SourceKind
 from speak_encoder.node.service import Service
 from speak_encoder.storage.local_store import stored_path
-from speak_encoder.storage.pins import PinQueue
 from speak_encoder.testing.ipfs_node import JsIpfsNode
 from speak_encoder.web.app import create_web_app
 from speak_encoder.web.dashboard import CSP, STATIC_DIR, dashboard_routes
@@ -371,8 +370,7 @@ def test_pins_retry_needs_the_token_and_keeps_failing_pins_pending(
     node = make_service(
         tmp_path, TOKEN, ipfs_api_addr=f"http://127.0.0.1:{closed_port}", ipfs_connect_timeout=2
     )
-    with PinQueue.from_settings(node.settings) as pins:
-        pins.add(CID, "local", None, "node down")
+    node.store.pin_queue(node.settings).add(CID, "local", None, "node down")
     with client_for(node, ring) as client:
         assert client.post("/api/pins/retry").status_code == 401
         wrong = client.post("/api/pins/retry", headers={"Authorization": "Bearer nope"})
@@ -385,9 +383,8 @@ def test_pins_retry_needs_the_token_and_keeps_failing_pins_pending(
         assert body["attempted"] == 1 and body["done"] == 0 and body["failed"] == 1
         assert body["pins"]["pending"] == 1
         assert client.get("/api/state").json()["pins"]["pending"] == 1
-    with PinQueue.from_settings(node.settings) as pins:
-        [entry] = pins.entries()
-        assert entry.attempts >= 1
+    [entry] = node.store.pin_queue(node.settings).entries()
+    assert entry.attempts >= 1
     node.store.close()
 
     readonly = make_service(tmp_path / "ro", None)

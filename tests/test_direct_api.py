@@ -337,6 +337,7 @@ def test_duplicate_returns_the_same_job(api: Api) -> None:
     again = api.submit(job_body(input_cid=f"ipfs://{CID}", api_key="other")).json()
     assert again["job_id"] == first["job_id"]
     assert api.store.counts()[JobState.QUEUED.value] == 1
+    assert api.store.require(first["job_id"]).request["api_key"] == "other"  # the newest wins
     assert api.wakes == 1
     other = api.submit(job_body(input_cid=CID_V1)).json()
     assert other["job_id"] != first["job_id"]
@@ -345,7 +346,9 @@ def test_duplicate_returns_the_same_job(api: Api) -> None:
     assert job is not None and job.id == first["job_id"]
     api.store.complete(job.id, "test-node", {"cid": CID, "qualities_encoded": ["480p"]})
     done = api.submit(job_body()).json()
-    assert (done["job_id"], done["status"], done["progress"]) == (job.id, "complete", 100)
+    assert (done["job_id"], done["status"]) == (job.id, "queued")
+    reopened = api.store.require(job.id)
+    assert reopened.generation == 1 and reopened.request["api_key"] == HOOK_KEY
 
 
 def test_xss_looking_names_are_stored_verbatim_as_data(api: Api) -> None:

@@ -5,14 +5,20 @@ from __future__ import annotations
 
 import re
 import shutil
+import subprocess
 import time
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from speak_encoder.node.models import JobState
+from speak_encoder.testing.ipfs_node import JsIpfsNode, free_port
+from speak_encoder.testing.pin_services import FakeIpfsCluster
+from tests.support.direct_nodes import direct_node, ipfs_add, submit, wait_http
 from tests.support.node_fixtures import NodeProcess
+from tests.support.webhook_fixtures import WebhookReceiver
 
 MakeNode = Callable[..., NodeProcess]
 COMPLETE = re.compile(r"✅ job ([0-9a-f]{32}) complete")
@@ -54,3 +60,95 @@ def test_two_nodes_share_twenty_jobs_and_survive_a_dead_node(
     while b.work_entries() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert b.work_entries() == []
+
+
+def _distinct_clips(folder: Path, count: int) -> list[Path]:
+    """``count`` tiny clips with different bytes (so their outputs have different CIDs)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for n in range(count):
+        path = folder / f"clip{n}.mp4"
+        subprocess.run(
+            ["ffmpeg", "-v", "error", "-y", "-f", "lavfi",
+             "-i", f"color=c=0x{(n * 0x0A1B2C + 0x102030) % 0xFFFFFF:06x}:s=320x240:r=15:d=1",
+             "-f", "lavfi", "-i", f"sine=f={300 + 20 * n}:d=1",
+             "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "aac", "-shortest", str(path)],
+            check=True, timeout=60,
+        )  # fmt: skip
+        clips.append(path)
+    return clips
+
+
+@pytest.mark.slow
+def test_a_fleet_reports_each_job_once_and_retries_every_pin(
+    make_node: MakeNode,
+    ipfs_node: JsIpfsNode,
+    sample: Callable[[str], Path],
+    webhook_receiver: WebhookReceiver,
+    pg_url: str,
+    tmp_path: Path,
+) -> None:
+    """Two nodes on one PostgreSQL, 20 Direct API jobs with webhooks, the IPFS Cluster target
+    down (every pin queued), node A killed mid-encode: each job is reported exactly once although
+    both nodes' deliverers watch the one outbox, and node B retries every pending pin — node A's
+    too — once the cluster is back."""
+    cluster_port = free_port()
+    common = {
+        "DATABASE_URL": pg_url, "LEASE_SECONDS": "4", "MAX_CONCURRENT_JOBS": "1",
+        "PUBLISH_TARGETS": "local,cluster", "PUBLISH_REQUIRED": "local",
+        "IPFS_CLUSTER_URL": f"http://127.0.0.1:{cluster_port}",
+        "PIN_RETRY_BASE": "1", "PIN_RETRY_MAX": "2",
+    }  # fmt: skip
+    a, api_a = direct_node(make_node, ipfs_node, NODE_NAME="node-a", ENCODER_PRESET="veryslow",
+                           name="a", **common)  # fmt: skip
+    b, api_b = direct_node(make_node, ipfs_node, NODE_NAME="node-b", name="b", **common)
+    hook = webhook_receiver.hook_url("fleet")
+    quick = [ipfs_add(ipfs_node, clip) for clip in _distinct_clips(tmp_path / "clips", 19)]
+    slow = ipfs_add(ipfs_node, sample("fullhd"))
+    a.start()
+    wait_http(api_a)
+    # node A alone: two quick jobs, then the slow one it will die in
+    first = [str(submit(api_a, quick[n], hook, permlink=f"q{n}")["job_id"]) for n in range(2)]
+    for job_id in first:
+        a.wait_for(job_id, lambda j: j.state is JobState.COMPLETE, timeout=180, what=job_id)
+    slow_id = str(submit(api_a, slow, hook, permlink="slow", premium=True)["job_id"])
+    a.wait_for(slow_id, lambda j: j.lease_owner == "node-a" and j.progress.get("encode", 0) > 0,
+               timeout=180, what="A mid-encode")  # fmt: skip
+    b.start()
+    wait_http(api_b)
+    rest = [str(submit(api_b, quick[n], hook, permlink=f"q{n}")["job_id"]) for n in range(2, 19)]
+    # both deliverers compete for B's 17 reports while A still encodes the slow job
+    for job_id in rest:
+        b.wait_for(job_id, lambda j: j.state is JobState.COMPLETE, timeout=300, what=job_id)
+    webhook_receiver.wait_for(19, progress=False, timeout=60)
+    assert a.job(slow_id).state is JobState.RUNNING
+    a.kill9()  # mid-encode: its lease runs out and node B takes the slow job over
+    b.wait_for(slow_id, lambda j: j.state is JobState.COMPLETE, timeout=600, what="the slow job")
+    webhook_receiver.wait_for(20, progress=False, timeout=60)
+
+    reports = [r.json() for r in webhook_receiver.received(progress=False)]
+    per_job = Counter(body["job_id"] for body in reports)
+    assert per_job == Counter({job_id: 1 for job_id in [*first, slow_id, *rest]}), per_job
+    assert all(body["status"] == "complete" for body in reports)
+    last_final = max(r.at for r in webhook_receiver.received(progress=False)
+                     if r.json()["job_id"] == slow_id)  # fmt: skip
+    late = [r for r in webhook_receiver.received(progress=True)
+            if r.at > last_final and r.json()["permlink"] == "slow"]  # fmt: skip
+    assert late == [], "a progress report followed the final one"
+
+    store = b.store()
+    try:
+        pending = store.pin_entries("pending")
+        assert len(pending) == 20 and {p.target for p in pending} == {"cluster"}
+        assert {p.node for p in pending} == {"node-a", "node-b"}
+        with FakeIpfsCluster(ipfs_node.api_url, port=cluster_port) as cluster:
+            deadline = time.monotonic() + 120
+            while store.pin_counts()["done"] < 20 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert store.pin_counts() == {"pending": 0, "done": 20, "expired": 0}
+            pinned = {path.rsplit("/", 1)[1] for method, path in cluster.requests
+                      if method == "POST"}  # fmt: skip
+        assert pinned == {p.cid for p in pending}
+        assert store.outbox_counts()["pending"] == 0
+    finally:
+        store.close()

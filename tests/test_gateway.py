@@ -24,6 +24,7 @@ from speak_encoder.node.models import Job, JobState, SourceKind, Stage
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
 from speak_encoder.sources.gateway import (
+    GATEWAY_KINDS,
     GatewayHooks,
     GatewaySource,
     LegacyGatewayClient,
@@ -391,7 +392,10 @@ def test_finish_fail_reject_go_through_the_outbox_once(
             assert first["queued"] is True and again["queued"] is False
             await h.hooks.deliver_due()  # 500: retried later
             assert h.store.outbox_counts()["pending"] == 1
-            [item] = h.store.outbox_due(now=time.time() + 3600)
+            [item] = h.store.outbox_claim(  # as the deliverer would once the back-off is over
+                h.settings.node_name, kinds=GATEWAY_KINDS, lease_seconds=60, limit=5,
+                now=time.time() + 3600,
+            )  # fmt: skip
             await h.hooks._deliver(item)
             await h.hooks.deliver_due()
             assert h.store.outbox_counts()["delivered"] == 1
@@ -400,6 +404,10 @@ def test_finish_fail_reject_go_through_the_outbox_once(
             h.store.request_cancel(job.id)
             await h.source.claim(other)
             second = next(j for j in h.jobs() if j.external_id == other["id"])
+            # what the scheduler stores with the failure, in the same transaction
+            report = h.hooks.failure_report(second, "not a video", "MediaError")
+            assert report is not None
+            h.store.outbox_put(second.id, report)
             await h.hooks.failed(second, "not a video", "MediaError")
             await h.hooks.deliver_due()
         finally:

@@ -22,7 +22,6 @@ import pytest
 from speak_encoder.config import Settings
 from speak_encoder.node.models import NewJob, SourceKind
 from speak_encoder.node.service import Service
-from speak_encoder.storage.pins import PinQueue
 from speak_encoder.web.app import bind_web_socket, create_web_app, readiness, serve_web
 from speak_encoder.web.metrics import (
     CONTENT_TYPE,
@@ -243,8 +242,7 @@ def _seed(service: Service, settings: Settings) -> None:
     claimed = store.claim("metrics-node", lease_seconds=60)
     assert claimed is not None
     store.fail(claimed.id, "metrics-node", error="bad media", kind="MediaError")
-    with PinQueue.from_settings(settings) as pins:
-        pins.add("QmTest", "cluster", None, "cluster down")
+    store.pin_queue(settings).add("QmTest", "cluster", None, "cluster down")
     service.monitor.check()
     service.scheduler.stats["watchdog_kills"] = 2
     service.scheduler.stats["retried"] = 3

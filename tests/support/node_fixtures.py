@@ -50,15 +50,19 @@ class NodeProcess:
         assert self.proc is not None
         return self.proc.pid
 
-    def kill9(self) -> None:
-        """SIGKILL the node and, like the OOM killer or a power cut, its children too."""
+    def kill9(self) -> list[int]:
+        """SIGKILL the node (the node only, as the OOM killer would) and check that none of its
+        children outlives it (they die with it: PR_SET_PDEATHSIG); returns their pids."""
         assert self.proc is not None
         children = psutil.Process(self.proc.pid).children(recursive=True)
         self.proc.send_signal(signal.SIGKILL)
         self.proc.wait(timeout=10)
-        for child in children:  # ffmpeg lives in its own process group: a crash orphans it
+        survivors = wait_gone(children, timeout=10)
+        for child in survivors:  # never leave one behind, even when the check fails
             with contextlib.suppress(psutil.NoSuchProcess):
                 child.kill()
+        assert not survivors, f"children outlived their node: {survivors}"
+        return [c.pid for c in children]
 
     def terminate(self, timeout: float = 60) -> int:
         assert self.proc is not None
@@ -131,6 +135,23 @@ class NodeProcess:
             if store.is_dir()
             else []
         )
+
+
+def _gone(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def wait_gone(procs: list[psutil.Process], *, timeout: float) -> list[psutil.Process]:
+    """Wait until every process is gone (or a zombie); those still alive after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    alive = [p for p in procs if not _gone(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [p for p in alive if not _gone(p)]
+    return alive
 
 
 def node_env(data_dir: Path, **extra: str) -> dict[str, str]:

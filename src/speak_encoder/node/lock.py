@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from types import TracebackType
 
-from speak_encoder.errors import UsageError
+from speak_encoder.errors import ConfigError
 
 #: The lock file's name inside DATA_DIR.
 LOCK_NAME = "node.lock"
@@ -30,7 +30,7 @@ class DataDirLock:
         self._fd: int | None = None
 
     def acquire(self) -> DataDirLock:
-        """Take the lock or raise :class:`UsageError` naming the node that holds it."""
+        """Take the lock or raise :class:`ConfigError` (exit 1) naming the node holding it."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
@@ -39,7 +39,7 @@ class DataDirLock:
             holder = _read_pid(fd)
             os.close(fd)
             who = f"pid {holder}" if holder else "another process"
-            raise UsageError(
+            raise ConfigError(
                 f"another node ({who}) owns DATA_DIR {self.data_dir}: stop it first, or give "
                 "this node its own --data-dir"
             ) from None

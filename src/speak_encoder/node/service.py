@@ -33,7 +33,8 @@ from speak_encoder.storage.pins import PINS_DB_NAME
 
 log = logging.getLogger(__name__)
 
-#: Seconds between two passes over the pending-pin queue and two history prunes.
+#: Seconds between two passes over the pending-pin queue (at most: never more than
+#: PIN_RETRY_BASE, the shortest back-off an entry can have) and two history prunes.
 PIN_RETRY_INTERVAL_S = 60.0
 PRUNE_INTERVAL_S = 3600.0
 
@@ -235,7 +236,13 @@ class Service:
             loop.add_signal_handler(signum, self._on_signal, signum)
         helpers: list[asyncio.Future[None]] = [
             asyncio.create_task(self.monitor.run(), name="monitor"),
-            asyncio.create_task(_every(PIN_RETRY_INTERVAL_S, self._retry_pins, "pin retry")),
+            asyncio.create_task(
+                _every(
+                    min(PIN_RETRY_INTERVAL_S, self.settings.pin_retry_base),
+                    self._retry_pins,
+                    "pin retry",
+                )
+            ),
             asyncio.create_task(_every(PRUNE_INTERVAL_S, self._prune, "history prune")),
         ]
         try:

@@ -62,18 +62,18 @@ class _Handler(BaseHTTPRequestHandler):
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
 
-    def __init__(self, service: _Service) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
+    def __init__(self, service: _Service, port: int = 0) -> None:
+        super().__init__(("127.0.0.1", port), _Handler)
         self.service = service
 
 
 class _Service:
     """Base: a threaded HTTP server around ``handle``."""
 
-    def __init__(self, backing_api: str) -> None:
+    def __init__(self, backing_api: str, *, port: int = 0) -> None:
         self.backing_api = backing_api.rstrip("/")
         self.requests: list[tuple[str, str]] = []
-        self._server = _Server(self)
+        self._server = _Server(self, port)  # port 0: a free one
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
@@ -141,8 +141,8 @@ class FakeIpfsCluster(_Service):
 
     PEER = "12D3KooWFakeClusterPeer"
 
-    def __init__(self, backing_api: str, token: str | None = None) -> None:
-        super().__init__(backing_api)
+    def __init__(self, backing_api: str, token: str | None = None, *, port: int = 0) -> None:
+        super().__init__(backing_api, port=port)
         self.token = token
         self.pins: dict[str, dict[str, Any]] = {}
 
