@@ -35,19 +35,19 @@ def direct_node(
     """A node with the Direct API on a free port, webhooks allowed to 127.0.0.1, publishing to
     ``ipfs_node``; returns it (not started) and the API's base URL."""
     port = free_port()
-    node = make_node(
-        name,
-        DIRECT_API_ENABLED="true",
-        DIRECT_API_PORT=str(port),
-        DIRECT_API_KEY=API_KEY,
-        WEBHOOK_SECRET=SECRET,
-        ALLOW_PRIVATE_URLS="true",  # the receiver is on 127.0.0.1
-        IPFS_API_ADDR=ipfs_node.api_url,
-        PUBLISH_TARGETS="local",
-        WEBHOOK_RETRY_BASE="0.2",
-        WEBHOOK_RETRY_MAX="1",
+    env = {
+        "DIRECT_API_ENABLED": "true",
+        "DIRECT_API_PORT": str(port),
+        "DIRECT_API_KEY": API_KEY,
+        "WEBHOOK_SECRET": SECRET,
+        "ALLOW_PRIVATE_URLS": "true",  # the receiver is on 127.0.0.1
+        "IPFS_API_ADDR": ipfs_node.api_url,
+        "PUBLISH_TARGETS": "local",
+        "WEBHOOK_RETRY_BASE": "0.2",
+        "WEBHOOK_RETRY_MAX": "1",
         **extra,
-    )
+    }
+    node = make_node(name, **env)
     return node, f"http://127.0.0.1:{port}"
 
 
