@@ -80,6 +80,7 @@ def _distinct_clips(folder: Path, count: int) -> list[Path]:
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1200)
 def test_a_fleet_reports_each_job_once_and_retries_every_pin(
     make_node: MakeNode,
     ipfs_node: JsIpfsNode,

@@ -95,6 +95,10 @@ class PinQueue(Protocol):
         """Take the due pending entries (every pending one with ``force``) under a lease."""
         ...
 
+    def renew(self, ids: list[int]) -> None:
+        """Keep the claim on ``ids`` (entries of a pass still running)."""
+        ...
+
     def mark_done(self, pin_id: int) -> None: ...
 
     def mark_failed(self, pin_id: int, error: str) -> PendingPin:
@@ -110,22 +114,42 @@ class PinQueue(Protocol):
 Attempt = Callable[[PendingPin], Awaitable[None]]
 
 
+#: Seconds between two renewals of a running pass's claims (well inside the store's lease).
+CLAIM_RENEW_S = 10.0
+
+
 async def retry_due(queue: PinQueue, attempt: Attempt, *, force: bool = False) -> RetrySummary:
     """Run ``attempt`` for every due entry this node could claim (every pending one with
-    ``force``) and record each outcome (the queue's calls run in a worker thread)."""
+    ``force``) and record each outcome (the queue's calls run in a worker thread); the claims
+    on the entries not yet recorded are renewed while the pass runs."""
     done: list[PendingPin] = []
     failed: list[PendingPin] = []
     expired: list[PendingPin] = []
-    for entry in await asyncio.to_thread(queue.claim_due, force=force):
-        try:
-            await attempt(entry)
-        except SpeakEncoderError as exc:
-            updated = await asyncio.to_thread(queue.mark_failed, entry.id, exc.message)
-            (expired if updated.status == EXPIRED else failed).append(updated)
-            continue
-        await asyncio.to_thread(queue.mark_done, entry.id)
-        now: PendingPin | None = await asyncio.to_thread(queue.get, entry.id)
-        done.append(now or entry)
+    entries = await asyncio.to_thread(queue.claim_due, force=force)
+    left = {entry.id for entry in entries}
+
+    async def renew() -> None:
+        while True:
+            await asyncio.sleep(CLAIM_RENEW_S)
+            await asyncio.to_thread(queue.renew, sorted(left))
+
+    renewer = asyncio.ensure_future(renew()) if entries else None
+    try:
+        for entry in entries:
+            try:
+                await attempt(entry)
+            except SpeakEncoderError as exc:
+                updated = await asyncio.to_thread(queue.mark_failed, entry.id, exc.message)
+                (expired if updated.status == EXPIRED else failed).append(updated)
+                continue
+            finally:
+                left.discard(entry.id)
+            await asyncio.to_thread(queue.mark_done, entry.id)
+            now: PendingPin | None = await asyncio.to_thread(queue.get, entry.id)
+            done.append(now or entry)
+    finally:
+        if renewer is not None:
+            renewer.cancel()
     return RetrySummary(done, failed, expired)
 
 

@@ -3,8 +3,9 @@
 :class:`PinQueries` holds the SQL; :class:`StorePinQueue` is the
 :class:`~speak_encoder.storage.pins.PinQueue` a node hands to the publish targets (it knows the
 node's name and the back-off settings). A retry claims its entries under a lease (``FOR UPDATE
-SKIP LOCKED`` / ``BEGIN IMMEDIATE``), so two nodes never retry one entry at once, and whichever
-node is alive retries them all: a node that holds an entry's folder uploads it again, any other
+SKIP LOCKED`` / ``BEGIN IMMEDIATE``, a short lease renewed while the pass runs), so two nodes
+never retry one entry at once, and whichever node is alive retries them all — those a dead node
+held included, ``PIN_CLAIM_S`` after it died: a node that holds an entry's folder uploads it again, any other
 node pins the CID by reference where the target allows it.
 
 Before the pins moved into the store each node kept them in ``DATA_DIR/pins.sqlite3``;
@@ -30,8 +31,9 @@ from speak_encoder.storage.pins import PendingPin
 
 log = logging.getLogger(__name__)
 
-#: Seconds a node holds the entries it is retrying (longer than one upload may take).
-PIN_CLAIM_S = 3600.0
+#: Seconds a node holds the entries it is retrying; renewed while a retry pass runs (so an
+#: upload may take longer), so a node that dies holds them this long at most.
+PIN_CLAIM_S = 30.0
 #: Suffix the old per-node pins file gets once imported.
 IMPORTED_SUFFIX = ".imported"
 #: Columns of the old ``pending_pins`` table that the store keeps.
@@ -162,6 +164,17 @@ class PinQueries(StoreBase):
             rows = conn.execute(select(pins).where(pins.c.id.in_(ids)).order_by(pins.c.id))
             return [_pin(row) for row in rows.mappings()]
 
+    def pin_renew(self, ids: list[int], owner: str, *, now: float | None = None) -> None:
+        """Extend ``owner``'s claim on ``ids`` (a retry pass still working on them)."""
+        if not ids:
+            return
+        with self._write() as conn:
+            conn.execute(
+                update(pins)
+                .where(pins.c.id.in_(ids), pins.c.claimed_by == owner)
+                .values(claim_expires_at=now_or(now) + PIN_CLAIM_S)
+            )
+
     def pin_done(self, pin_id: int, *, now: float | None = None) -> None:
         at = now_or(now)
         with self._write() as conn:
@@ -289,6 +302,9 @@ class StorePinQueue:
 
     def claim_due(self, *, force: bool = False) -> list[PendingPin]:
         return self.store.pin_claim_due(self.node, force=force, now=self.clock())
+
+    def renew(self, ids: list[int]) -> None:
+        self.store.pin_renew(ids, self.node, now=self.clock())
 
     def mark_done(self, pin_id: int) -> None:
         self.store.pin_done(pin_id, now=self.clock())
