@@ -5,8 +5,8 @@
 node's name and the back-off settings). A retry claims its entries under a lease (``FOR UPDATE
 SKIP LOCKED`` / ``BEGIN IMMEDIATE``, a short lease renewed while the pass runs), so two nodes
 never retry one entry at once, and whichever node is alive retries them all — those a dead node
-held included, ``PIN_CLAIM_S`` after it died: a node that holds an entry's folder uploads it again, any other
-node pins the CID by reference where the target allows it.
+held included, ``PIN_CLAIM_S`` after it died: a node that holds an entry's folder uploads it
+again, any other node pins the CID by reference where the target allows it.
 
 Before the pins moved into the store each node kept them in ``DATA_DIR/pins.sqlite3``;
 :meth:`PinQueries.import_pins_file` takes such a file over once (entries already in the store
