@@ -119,12 +119,11 @@ import contextlib
 import copy
 import json
 import logging
-import math
 import secrets
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, Literal, Self, TypeVar
 
 import httpx
@@ -135,6 +134,25 @@ from starlette.routing import Route
 
 from speak_encoder.node.identity import InvalidJws, verify_jws
 from speak_encoder.sources.gateway_protocol import ROUTE_PREFIX
+from speak_encoder.testing.embed_records import (
+    DispatchResult,
+    EmbedAdminError,
+    EmbedCall,
+    EmbedJob,
+    Encoder,
+    StallOutcome,
+    Video,
+)
+from speak_encoder.testing.express import (
+    BadJson,
+    express_json,
+    express_page,
+    is_number,
+    js_string,
+    json_error,
+    parse_answer,
+    truthy,
+)
 from speak_encoder.testing.serving import DEFAULT_HANG_S, HTML_PAGE, ReferenceServer
 
 log = logging.getLogger(__name__)
@@ -178,7 +196,6 @@ HEADERS_OF_INTEREST: Final = (
 GATEWAY_ROUTES: Final = ("updateNode", "myJob", "heartbeat")
 #: Methods answered by Express's own 404 on an unknown path.
 EXPRESS_METHODS: Final = ("GET", "POST", "PUT", "PATCH", "DELETE")
-JobStatus = Literal["pending", "encoding", "completed", "failed"]
 TIERS: Final = ("performance", "standard", "lite")
 
 STALL_RESET_ERROR: Final = "Reset due to stall (no progress update)"
@@ -190,146 +207,6 @@ JOB_NOT_FOUND: Final = {"error": "Job not found"}
 SERVER_ERROR: Final = {"error": "Internal server error"}
 
 
-# --- records ---------------------------------------------------------------------------------
-
-
-@dataclass(slots=True)
-class Video:
-    """A video document (``embed-video``), keyed by ``permlink``."""
-
-    owner: str
-    permlink: str
-    input_cid: str | None
-    status: str = "processing"
-    manifest_cid: Any = None
-    encoding_progress: Any = 0
-    short: bool = False
-    frontend_app: str | None = None
-    original_filename: str | None = None
-    size: int | None = None
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
-
-    def document(self) -> dict[str, Any]:
-        """The document as ``GET /video/<permlink>`` answers it (real field names)."""
-        return {
-            "owner": self.owner,
-            "permlink": self.permlink,
-            "frontend_app": self.frontend_app,
-            "status": self.status,
-            "input_cid": self.input_cid,
-            "manifest_cid": self.manifest_cid,
-            "short": self.short,
-            "size": self.size,
-            "encodingProgress": self.encoding_progress,
-            "originalFilename": self.original_filename,
-            "createdAt": _iso(self.created_at),
-            "updatedAt": _iso(self.updated_at),
-        }
-
-
-@dataclass(slots=True)
-class EmbedJob:
-    """An encoding job (``embed-jobs``), keyed by ``(owner, permlink)``."""
-
-    owner: str
-    permlink: str
-    status: JobStatus = "pending"
-    attempt_count: int = 0
-    assigned_worker: str | None = None
-    encoder_job_id: Any = None
-    assigned_at: float | None = None
-    callback_token: str | None = None
-    encoding_progress: Any = None
-    encoding_stage: Any = None
-    last_error: Any = None
-    webhook_received_at: float | None = None
-    premium: bool = False
-    short: bool = False
-    file_size: int | None = None
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
-    seq: int = 0  # insertion order (ties on created_at)
-
-
-@dataclass(slots=True)
-class Encoder:
-    """An encoder (``embed-encoders``): managed (pushed to) or community (polls ``myJob``)."""
-
-    name: str
-    url: str = ""
-    api_key: str = ""
-    enabled: bool = True
-    access: Literal["managed", "community"] = "managed"
-    tier: str = "standard"
-    max_file_size: int | None = None
-    banned: bool = False
-    did: str | None = None
-    display_name: Any = None
-    hive_account: Any = None
-    peer_id: Any = None
-    commit_hash: Any = None
-    last_seen_at: float | None = None
-    created_at: float = field(default_factory=time.time)
-    updated_at: float = field(default_factory=time.time)
-
-
-@dataclass(frozen=True, slots=True)
-class EmbedCall:
-    """One request the server answered (``direction="in"``) or its dispatcher sent (``"out"``)."""
-
-    route: str  # "webhook", "webhook/progress", "updateNode", "myJob", "heartbeat", "encode", …
-    method: str
-    path: str  # the request path (in) or the URL (out)
-    direction: Literal["in", "out"]
-    headers: dict[str, str]  # HEADERS_OF_INTEREST present (lower-case names)
-    body: Any  # the parsed JSON body (None: none or not JSON)
-    status: int  # the answer's status (0: no answer, out only)
-    answer: Any  # the parsed JSON answer, or its text
-    received_at: float  # time.monotonic(): arrived (in) / sent (out)
-    answered_at: float  # time.monotonic(): answered (in) / answer received (out)
-    at: float  # time.time() at received_at
-    did: str | None = None  # the verified signer of a JWS-POST
-    payload: dict[str, Any] | None = None  # its verified payload
-    fault: str | None = None  # the fault that answered instead (fail_next)
-    error: str | None = None  # out: the dispatch error
-
-    @property
-    def api_key(self) -> str | None:
-        return self.headers.get("x-api-key")
-
-
-@dataclass(frozen=True, slots=True)
-class DispatchResult:
-    """What one dispatch of one job did (:meth:`EmbedServer.dispatch_once`)."""
-
-    owner: str
-    permlink: str
-    encoder: str | None  # the encoder POSTed to (None: none was suitable)
-    ok: bool
-    encoder_job_id: Any = None
-    error: str | None = None
-    job_status: str = "encoding"  # the job's status afterwards
-
-
-@dataclass(frozen=True, slots=True)
-class StallOutcome:
-    """What the stall check did to one job: ``reset`` to pending, or ``failed`` for good."""
-
-    owner: str
-    permlink: str
-    outcome: Literal["reset", "failed"]
-
-
-class EmbedAdminError(Exception):
-    """An admin action refused as the real route refuses it (``status``, ``error``)."""
-
-    def __init__(self, status: int, error: str) -> None:
-        super().__init__(f"HTTP {status}: {error}")
-        self.status = status
-        self.error = error
-
-
 @dataclass(frozen=True, slots=True)
 class _Outcome:
     status: int
@@ -338,11 +215,6 @@ class _Outcome:
     payload: dict[str, Any] | None = None
 
 
-class _BadJson:
-    """Marks a body Express's JSON parser refuses."""
-
-
-_BAD_JSON: Final = _BadJson()
 #: What a JWS route's handler returns: the answer body (200), or (status, body).
 _Answer = dict[str, Any] | tuple[int, Any]
 _MISSING: Final = object()
@@ -783,13 +655,13 @@ class EmbedServer(ReferenceServer):
                 response = client.post(url, content=content, headers=headers)
             except httpx.HTTPError:
                 raise _DispatchError("fetch failed") from None
-            status, answer = response.status_code, _parse_answer(response.content)
+            status, answer = response.status_code, parse_answer(response.content)
             if not response.is_success:
                 raise _DispatchError(f"Encoder API error: {status} - {response.text}")
             try:
                 result = json.loads(response.content)
             except ValueError:
-                raise _DispatchError(_json_error(response.text)) from None
+                raise _DispatchError(json_error(response.text)) from None
             return result.get("job_id") if isinstance(result, dict) else None
         except _DispatchError as exc:
             error = exc.message
@@ -912,7 +784,7 @@ class EmbedServer(ReferenceServer):
     ) -> Response:
         received, wall = time.monotonic(), time.time()
         headers = {k: v for k in HEADERS_OF_INTEREST if (v := request.headers.get(k)) is not None}
-        body = _express_json(await request.body(), request.headers.get("content-type", ""))
+        body = express_json(await request.body(), request.headers.get("content-type", ""))
         with self._cond:
             self._in_flight[route] = self._in_flight.get(route, 0) + 1
             gate = self._holds.get(route)
@@ -922,8 +794,8 @@ class EmbedServer(ReferenceServer):
             outcome: _Outcome | None = None
             if fault is not None:
                 response = await self._fault_response(route, fault, request)
-            elif isinstance(body, _BadJson):
-                response = _express_page(400, "Bad Request")
+            elif isinstance(body, BadJson):
+                response = express_page(400, "Bad Request")
             else:
                 # the gate is opened by the test's thread: a threading.Event, polled
                 while gate is not None and not gate.is_set():  # noqa: ASYNC110
@@ -938,9 +810,9 @@ class EmbedServer(ReferenceServer):
         self._record(
             EmbedCall(
                 route, request.method, request.url.path, "in", headers,
-                None if isinstance(body, _BadJson) else body,
+                None if isinstance(body, BadJson) else body,
                 response.status_code,
-                outcome.body if outcome is not None else _parse_answer(bytes(response.body)),
+                outcome.body if outcome is not None else parse_answer(bytes(response.body)),
                 received, time.monotonic(), wall,
                 did=outcome.did if outcome else None,
                 payload=outcome.payload if outcome else None, fault=fault,
@@ -959,7 +831,7 @@ class EmbedServer(ReferenceServer):
                 return JSONResponse(NOT_REGISTERED, status_code=404)
             if route == "webhook/progress":
                 return JSONResponse(JOB_NOT_FOUND, status_code=404)
-            return _express_page(404, f"Cannot {request.method} {request.url.path}")
+            return express_page(404, f"Cannot {request.method} {request.url.path}")
         if fault == "malformed":
             return Response('{"success":true,"job":{"owner":', media_type="application/json")
         if fault == "html":
@@ -988,7 +860,7 @@ class EmbedServer(ReferenceServer):
         owner, permlink = fields.get("owner"), fields.get("permlink")
         with self._cond:
             if api_key != self.webhook_key:
-                if not _truthy(owner) or not _truthy(permlink) or not api_key:
+                if not truthy(owner) or not truthy(permlink) or not api_key:
                     return _Outcome(401, UNAUTHORIZED)
                 if not self._authorized(api_key, self._job_at(owner, permlink)):
                     return _Outcome(401, UNAUTHORIZED)
@@ -1011,13 +883,13 @@ class EmbedServer(ReferenceServer):
     def _webhook_failed(self, owner: Any, permlink: Any, error: Any) -> _Outcome:
         job = self._job_at(owner, permlink)
         now = time.time()
-        reason = error if _truthy(error) else "Encoding failed"
+        reason = error if truthy(error) else "Encoding failed"
         if job is not None and job.attempt_count < MAX_ENCODE_ATTEMPTS:
             attempt = job.attempt_count + 1
             self._clear_assignment(job)
             job.status, job.webhook_received_at, job.updated_at = "pending", now, now
             job.last_error = (
-                f"{_js_string(reason)} (attempt {attempt}/{MAX_ENCODE_ATTEMPTS + 1}, requeueing)"
+                f"{js_string(reason)} (attempt {attempt}/{MAX_ENCODE_ATTEMPTS + 1}, requeueing)"
             )
             job.attempt_count += 1
             self._update_video(_key(permlink), "processing", encoding_progress=0)
@@ -1040,7 +912,7 @@ class EmbedServer(ReferenceServer):
         fields = body if isinstance(body, dict) else {}
         owner, permlink = fields.get("owner"), fields.get("permlink")
         progress = fields.get("progress")
-        if not _truthy(owner) or not _truthy(permlink) or not _is_number(progress):
+        if not truthy(owner) or not truthy(permlink) or not is_number(progress):
             return _Outcome(400, {"error": "owner, permlink, and progress (number) are required"})
         with self._cond:
             job = self._job_at(owner, permlink)
@@ -1092,13 +964,13 @@ class EmbedServer(ReferenceServer):
 
     def _update_node(self, did: str, payload: dict[str, Any]) -> _Answer:
         info = payload.get("node_info")
-        node_info: Any = info if _truthy(info) else payload
+        node_info: Any = info if truthy(info) else payload
         if not isinstance(node_info, dict):
             node_info = {}
         name = node_info.get("name", _MISSING)
         accounts = node_info.get("cryptoAccounts")
         hive = accounts.get("hive", _MISSING) if isinstance(accounts, dict) else _MISSING
-        if hive is _MISSING or not _truthy(hive):
+        if hive is _MISSING or not truthy(hive):
             hive = node_info.get("hive_account", _MISSING)
         now = time.time()
         with self._cond:
@@ -1203,7 +1075,7 @@ class EmbedServer(ReferenceServer):
         return RedirectResponse("/demo.html", status_code=302)
 
     async def _unknown_route(self, request: Request) -> Response:
-        return _express_page(404, f"Cannot {request.method} {request.url.path}")
+        return express_page(404, f"Cannot {request.method} {request.url.path}")
 
     # Non-spec helpers (this model only)
     async def _reference_videos(self, request: Request) -> Response:
@@ -1255,39 +1127,9 @@ def _by_tier_and_size(encoders: list[Encoder], tier: str, file_size: int | None)
     return [e for e in encoders if e.tier == tier and _fits(e, file_size)]
 
 
-def _truthy(value: Any) -> bool:
-    """JavaScript's truthiness of a JSON value."""
-    if isinstance(value, float) and math.isnan(value):
-        return False
-    if isinstance(value, dict | list):
-        return True
-    return bool(value)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
 def _key(value: Any) -> str:
     """A record key from a JSON value (a non-string matches no document)."""
     return value if isinstance(value, str) else "\x00not-a-key"
-
-
-def _js_string(value: Any) -> str:
-    """``${value}`` of a JSON value in JavaScript."""
-    if isinstance(value, str):
-        return value
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "null"
-    if isinstance(value, dict):
-        return "[object Object]"
-    if isinstance(value, list):
-        return ",".join("" if v is None else _js_string(v) for v in value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
 
 
 def _kid_did(jws: dict[str, Any]) -> str:
@@ -1295,53 +1137,6 @@ def _kid_did(jws: dict[str, Any]) -> str:
     protected = str(jws["signatures"][0]["protected"])
     header = json.loads(base64.urlsafe_b64decode(protected + "=" * (-len(protected) % 4)))
     return str(header["kid"]).split("#")[0]
-
-
-def _express_json(raw: bytes, content_type: str) -> Any:
-    """What ``express.json()`` makes of a body: ``{}`` unless ``application/json``, a refusal
-    (Express's 400) if it is not strict JSON (an object or an array)."""
-    if content_type.split(";")[0].strip().lower() != "application/json":
-        return {}
-    try:
-        text = raw.decode("utf-8").strip()
-    except UnicodeDecodeError:
-        return _BAD_JSON
-    if not text:
-        return {}
-    if text[0] not in "{[":  # strict mode
-        return _BAD_JSON
-    try:
-        return json.loads(text, parse_constant=_reject_constant)
-    except ValueError:
-        return _BAD_JSON
-
-
-def _reject_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _express_page(status: int, message: str) -> Response:
-    page = (
-        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>Error</title>\n'
-        f"</head>\n<body>\n<pre>{message}</pre>\n</body>\n</html>\n"
-    )
-    return Response(page, status_code=status, media_type="text/html")
-
-
-def _parse_answer(raw: bytes) -> Any:
-    with contextlib.suppress(ValueError, UnicodeDecodeError):
-        return json.loads(raw)
-    return raw.decode("utf-8", errors="replace")
-
-
-def _json_error(text: str) -> str:
-    shown = text[:32] + ("..." if len(text) > 32 else "")
-    return f'Unexpected token in JSON: "{shown}" is not valid JSON'
-
-
-def _iso(timestamp: float) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
-    return f"{seconds}.{int(timestamp * 1000) % 1000:03d}Z"
 
 
 __all__ = [
