@@ -375,13 +375,14 @@ class EmbedServer(ReferenceServer):
         tier: str = "standard",
         max_file_size: int | None = None,
     ) -> Encoder:
-        """A managed encoder the dispatcher pushes jobs to (``POST /admin/encoders``)."""
+        """A managed encoder the dispatcher pushes jobs to (``POST /admin/encoders``); jobs go to
+        ``<url>/encode`` (no trailing ``/`` in ``url``: the real one does not strip it either)."""
         if tier not in TIERS:
             raise EmbedAdminError(400, f"tier must be one of: {', '.join(TIERS)}")
         with self._cond:
             if name in self._encoders:
                 raise EmbedAdminError(409, f"Encoder '{name}' already exists")
-            encoder = Encoder(name=name, url=url.rstrip("/"), api_key=api_key, enabled=enabled,
+            encoder = Encoder(name=name, url=url, api_key=api_key, enabled=enabled,
                               tier=tier, max_file_size=max_file_size)  # fmt: skip
             self._encoders[name] = encoder
             self._changed()
@@ -551,7 +552,7 @@ class EmbedServer(ReferenceServer):
         """``PATCH /admin/encoders/<name>``; returns the updates made."""
         updates: dict[str, Any] = {}
         if url is not None:
-            updates["url"] = url.rstrip("/")
+            updates["url"] = url
         if api_key is not None:
             updates["api_key"] = api_key
         if enabled is not None:
