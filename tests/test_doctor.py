@@ -32,6 +32,7 @@ from speak_encoder.doctor import (
     run_checks,
 )
 from speak_encoder.node.identity import NodeIdentity, key_file_path, write_key_file
+from speak_encoder.testing.embed_server import EmbedServer
 from speak_encoder.testing.gateway import ReferenceGateway
 from speak_encoder.testing.ipfs_node import JsIpfsNode
 
@@ -163,14 +164,14 @@ def test_remote_targets_credentials_are_checked_and_never_shown(
 
 
 def test_gateways_against_the_reference_gateway(tmp_path: Path, closed_port: int) -> None:
-    with ReferenceGateway() as gateway:
+    with ReferenceGateway() as gateway, EmbedServer() as embed:
         checks = run(
             make_settings(
                 tmp_path,
                 gateway_enabled=True,
                 gateway_url=gateway.url,
                 embed_gateway_enabled=True,
-                embed_gateway_url=gateway.url,
+                embed_gateway_url=embed.url,
                 encoder_private_key=SEED,
             )
         )

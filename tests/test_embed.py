@@ -1,10 +1,9 @@
-"""The embed gateway source (protocols.md §3) against the reference gateway."""
+"""The embed gateway source (protocols.md §3) against the reference embed server."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -17,18 +16,18 @@ from speak_encoder.node.models import JobState, SourceKind
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
 from speak_encoder.sources.embed import EmbedSource
-from speak_encoder.testing.gateway import ReferenceGateway
+from speak_encoder.testing.embed_server import EmbedServer
 from speak_encoder.testing.http_faults import BytesPayload, FaultServer
 from tests.support.gateway_fixtures import (
     GatewayNodeProcess,
     NodeKey,
+    embed_server,
     gateway_settings,
     make_gateway_node,
     node_key,
-    reference_gateway,
 )
 
-__all__ = ["gateway_settings", "make_gateway_node", "node_key", "reference_gateway"]
+__all__ = ["embed_server", "gateway_settings", "make_gateway_node", "node_key"]
 
 CID = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 
@@ -103,22 +102,21 @@ def test_invalid_and_unsafe_offers_are_skipped(
 
 
 def test_register_retried_heartbeat_then_my_job(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
+    gateway_settings: Callable[..., Settings], embed_server: EmbedServer,
     node_key: NodeKey, caplog: pytest.LogCaptureFixture,
 ) -> None:  # fmt: skip
-    gw = reference_gateway
-    gw.needs_update = True
-    gw.fail_next("updateNode", "500", times=1)
-    gw.fail_next("updateNode", "html", times=1)
-    gw.add_direct_job(owner="bob", permlink="v", input_cid=CID)
+    embed = embed_server
+    embed.fail_next("updateNode", "500", times=1)
+    embed.fail_next("updateNode", "html", times=1)
+    embed.add_video("bob", "v", CID)
 
     async def scenario() -> tuple[list[float], EmbedSource]:
-        settings = gateway_settings(embed_gateway_url=gw.url, gateway_poll_interval=1.0)
+        settings = gateway_settings(embed_gateway_url=embed.url, gateway_poll_interval=1.0)
         h = Harness(settings, node_key)
         try:
             delays = [await h.source.cycle() for _ in range(3)]
             assert [j.request["owner"] for j in h.store.list_jobs()] == ["bob"]
-            gw.refuse_signatures = True
+            embed.fail_next("*", "401", times=2)  # what the server answers a bad signature
             await h.source.cycle()
             await h.source.cycle()
             return delays, h.source
@@ -128,59 +126,77 @@ def test_register_retried_heartbeat_then_my_job(
     with caplog.at_level(logging.INFO):
         delays, source = asyncio.run(scenario())
     assert 0.8 <= delays[0] <= 1.2 and 1.6 <= delays[1] <= 2.4, delays
-    assert source.registered and source.needs_update is True
-    routes = [c.route for c in gw.calls()]
+    # the real heartbeat answers {"success": true}: no needs_update (the legacy gateway's is
+    # covered in test_gateway.py)
+    assert source.registered and source.needs_update is False
+    assert source.encoder_info is not None and source.encoder_info["access"] == "community"
+    routes = [c.route for c in embed.calls()]
     assert routes[:5] == ["updateNode", "updateNode", "updateNode", "heartbeat", "myJob"]
-    node_info = gw.calls("updateNode")[2].payload
+    node_info = embed.calls("updateNode")[2].payload
     assert node_info == {
         "node_info": {"name": "gw-test-node", "cryptoAccounts": {"hive": "tester"},
                       "commit_hash": __version__},
     }  # fmt: skip
-    assert set(gw.calls("myJob")[0].payload or {}) == {"timestamp"}
+    assert set(embed.calls("myJob")[0].payload or {}) == {"timestamp"}
+    assert embed.job("bob", "v").assigned_worker == embed.community_name(node_key.did)
     messages = [r.getMessage() for r in caplog.records]
     assert sum("check ENCODER_PRIVATE_KEY" in m for m in messages) == 1
-    assert sum("needs an update" in m for m in messages) == 1
+    assert sum("needs an update" in m for m in messages) == 0
     assert not any(r.exc_info for r in caplog.records)
 
 
-def test_end_to_end_offered_twice_encoded_once(
-    make_gateway_node: Callable[..., GatewayNodeProcess], reference_gateway: ReferenceGateway,
+def test_end_to_end_offered_again_encoded_once_reported_each_time(
+    make_gateway_node: Callable[..., GatewayNodeProcess], embed_server: EmbedServer,
     node_key: NodeKey, sample: Callable[[str], Path],
 ) -> None:  # fmt: skip
-    gw = reference_gateway
+    """The admin re-dispatches a job the node finished: ``myJob`` offers it again (a new claim,
+    a new callback token): the node does not encode it twice, and reports it again each time
+    (the server waits for a webhook, or the video stays "processing" forever)."""
+    embed = embed_server
     with FaultServer() as ipfs_gateway:
         base = ipfs_gateway.add_gateway(CID, BytesPayload(sample("landscape").read_bytes()))
-        gid = gw.add_direct_job(
-            owner="carol", permlink="twice", input_cid=CID, premium=False,
-            max_offers=3, complete_on_webhook=False,
-        )  # fmt: skip
+        embed.ipfs_gateway = f"{base}/ipfs"  # input_cid: a loopback gateway URL
+        embed.add_video("carol", "twice", CID)
         node = make_gateway_node(
-            EMBED_GATEWAY_ENABLED="true", EMBED_GATEWAY_URL=gw.url,
+            EMBED_GATEWAY_ENABLED="true", EMBED_GATEWAY_URL=embed.url,
             ENCODER_PRIVATE_KEY=node_key.env_value, IPFS_GATEWAYS=base,
             ALLOW_PRIVATE_URLS="true", WEBHOOK_RETRY_BASE="0.5",
         )  # fmt: skip
         node.start()
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            done = [w for w in gw.job(gid).webhooks if not w["progress"]]
-            if gw.job(gid).offers >= 3 and done:
-                break
+
+        def running(value: Any) -> Any:
             assert node.alive(), node.log()[-3000:]
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"timed out: {gw.job(gid)}\n{node.log()[-3000:]}")
-        time.sleep(1.0)
+            return value
+
+        embed.wait_for(
+            lambda: running([c for c in embed.calls("webhook") if c.status == 200]), 90,
+            "the completion webhook",
+        )  # fmt: skip
+        for offer in (2, 3):
+            embed.redispatch("carol", "twice")
+            embed.wait_for(lambda n=offer: running(len(embed.offers()) >= n), 30, f"offer {offer}")
+            embed.wait_for(
+                lambda n=offer: running(
+                    len([c for c in embed.calls("webhook") if c.status == 200]) >= n
+                ),
+                90, f"the completion sent again after offer {offer}",
+            )  # fmt: skip
         store = node.store()
         try:
             jobs = store.list_jobs()
         finally:
             store.close()
     assert [j.state for j in jobs] == [JobState.COMPLETE]
-    # encoded once; every offer after the completion got the same completion again
-    completions = [w for w in gw.job(gid).webhooks if not w["progress"]]
-    assert completions and all(c["body"]["status"] == "complete" for c in completions)
-    assert {c["body"]["manifest_cid"] for c in completions} == {jobs[0].result["cid"]}  # type: ignore[index]
-    assert node.log().count(f"job {jobs[0].id} resumes at report") == len(completions) - 1
+    # encoded once; each redispatch (a new claim, a new token) got the completion again,
+    # same manifest CID, with that claim's token — so the server's video is published again
+    completions = embed.calls("webhook")
+    offers = embed.offers()
+    assert [c.status for c in completions] == [200, 200, 200]
+    assert [c.api_key for c in completions] == [o["api_key"] for o in offers]
+    assert len({o["api_key"] for o in offers}) == 3
+    assert {c.body["manifest_cid"] for c in completions} == {jobs[0].result["cid"]}  # type: ignore[index]
+    assert node.log().count(f"job {jobs[0].id} resumes at report") == 2
     encoded = jobs[0].result["qualities_encoded"]  # type: ignore[index]
-    assert encoded and completions[0]["body"]["qualities_encoded"] == encoded
+    assert encoded and completions[0].body["qualities_encoded"] == encoded
+    assert embed.video("twice").status == "published"
     assert node.terminate() == 0

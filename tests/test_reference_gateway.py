@@ -18,7 +18,6 @@ from tests.support.gateway_fixtures import NodeKey, new_node_key, node_key, refe
 __all__ = ["node_key", "reference_gateway"]  # fixtures used here
 
 API = "/api/v0/gateway/"
-CID = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 
 
 def post(gw: ReferenceGateway, who: NodeIdentity, route: str, payload: dict[str, Any],
@@ -144,10 +143,9 @@ def test_my_job_preassigns_and_heartbeat_needs_update(
     assert offered["success"] is True and offered["job"]["id"] == job["id"]
     assert gw.job(job["id"]).status == "assigned"
     assert get(gw, "getJob").status_code == 404, "a pre-assigned job is not offered to others"
-    direct = gw.add_direct_job(owner="bob", permlink="p", input_cid=CID)
     post(gw, node_key.identity, "acceptJob", {"job_id": job["id"]})
     offered = post(gw, node_key.identity, "myJob", {"timestamp": "t"}).json()
-    assert offered["job"]["owner"] == "bob" and offered["job"]["webhook_url"].endswith(direct)
+    assert offered == {"success": True, "job": None}, "embed jobs live in the EmbedServer"
 
 
 def test_dev_gateway_command_parses() -> None:
@@ -157,3 +155,6 @@ def test_dev_gateway_command_parses() -> None:
         ["dev-gateway", "--port", "9000", "--reassign-after", "5", "--job", "a", "--job", "b"]
     )
     assert (args.port, args.reassign_after, args.job) == (9000, 5.0, ["a", "b"])
+    assert args.embed_port == 8091 and args.embed_job is None
+    embed = parser.parse_args(["dev-gateway", "--embed-port", "0", "--embed-job", "Qm1"])
+    assert (embed.embed_port, embed.embed_job, embed.port) == (0, ["Qm1"], 8090)

@@ -1,6 +1,7 @@
-"""3Speak gateway fixtures: the reference gateway, node keys, and a node process that polls it.
+"""3Speak gateway fixtures: the reference servers, node keys, and a node process that polls them.
 
-``reference_gateway``        a started :class:`ReferenceGateway` (stopped after the test)
+``reference_gateway``        a started :class:`ReferenceGateway` (legacy, stopped after the test)
+``embed_server``             a started :class:`EmbedServer` (the embed server's model)
 ``node_key``                 a fresh node identity and its ``ENCODER_PRIVATE_KEY`` value
 ``make_gateway_node``        ``make_gateway_node(**env)`` → a `speak-encoder run` process
                              (:class:`GatewayNodeProcess`) with a fast gateway poll interval
@@ -19,6 +20,7 @@ import pytest
 
 from speak_encoder.config import Settings
 from speak_encoder.node.identity import NodeIdentity
+from speak_encoder.testing.embed_server import EmbedServer
 from speak_encoder.testing.gateway import ReferenceGateway
 from tests.support.node_fixtures import NodeProcess, node_env
 
@@ -48,6 +50,12 @@ def node_key() -> NodeKey:
 def reference_gateway() -> Iterator[ReferenceGateway]:
     with ReferenceGateway() as gateway:
         yield gateway
+
+
+@pytest.fixture
+def embed_server() -> Iterator[EmbedServer]:
+    with EmbedServer() as server:
+        yield server
 
 
 @pytest.fixture

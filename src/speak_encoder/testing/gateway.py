@@ -1,4 +1,4 @@
-"""A reference 3Speak gateway: both gateways' routes (protocols.md §2 and §3) in one real server.
+"""The reference 3Speak legacy encoder gateway (protocols.md §2) as one real server.
 
 Used by the tests and by ``speak-encoder dev-gateway`` (try a node without the real network)::
 
@@ -8,7 +8,8 @@ Used by the tests and by ``speak-encoder dev-gateway`` (try a node without the r
         assert gw.job(job["id"]).status == "complete"
         assert [c.route for c in gw.calls(did=node_did)][:2] == ["updateNode", "heartbeat"]
 
-It is a Starlette app served by uvicorn on a background thread (its own event loop). Every call
+It is a Starlette app served by uvicorn on a background thread (its own event loop, see
+:class:`~speak_encoder.testing.serving.ReferenceServer`). Every call
 is recorded (:class:`Call`: route, method, caller DID, decoded payload, answer status, time).
 Every JWS-POST is verified with :func:`~speak_encoder.node.identity.verify_jws` against the DID in
 its ``kid``: a bad or missing signature is a 401. Faults can be queued per route
@@ -24,9 +25,8 @@ Job life (legacy, §2)::
     assigned / accepted / running ─rejectJob, failJob(retryable=true), no ping for
                                    REASSIGN_AFTER s─► queued (no owner)
 
-Embed jobs (§3) are direct job requests (§4) offered by ``myJob`` to the node they are assigned
-to, again on every ``myJob`` until their completion webhook arrives at this server's receiver
-``/_reference/webhook/<id>`` (the default ``webhook_url``) or ``max_offers`` is reached.
+The embed gateway (§3) is modelled from the real server's code by
+:class:`~speak_encoder.testing.embed_server.EmbedServer` (a server of its own).
 
 Behaviours guessed (the real gateways' source is not public; the node must not depend on them):
 
@@ -54,25 +54,19 @@ Behaviours guessed (the real gateways' source is not public; the node must not d
 - ``stats`` answers counts per status and the number of registered nodes.
 
 Non-spec helpers (this server only): ``POST /_reference/jobs`` ``{"uri", "size"?}`` adds a legacy
-job, ``GET /_reference/jobs`` lists them, ``POST /_reference/webhook/<id>[/progress]`` receives
-the webhooks of embed jobs.
+job, ``GET /_reference/jobs`` lists them.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
-import socket
 import threading
 import time
 import uuid
-from collections import deque
 from dataclasses import dataclass, field
-from types import TracebackType
-from typing import Any, Final, Literal, Self
+from typing import Any, Final, Literal
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -80,16 +74,16 @@ from starlette.routing import Route
 
 from speak_encoder.node.identity import InvalidJws, normalize_did, verify_jws
 from speak_encoder.sources.gateway_protocol import ROUTE_PREFIX, iso_now
+from speak_encoder.testing.serving import (
+    DEFAULT_HANG_S,
+    FAULTS,
+    HTML_PAGE,
+    Fault,
+    ReferenceServer,
+)
 
 #: Seconds without a ping after which a job is given to someone else (the real gateway: ~5 min).
 DEFAULT_REASSIGN_AFTER_S: Final = 300.0
-#: Seconds a ``timeout`` fault holds the request before answering 504.
-DEFAULT_HANG_S: Final = 60.0
-#: The HTML page of the ``html`` fault.
-HTML_PAGE: Final = (
-    "<!DOCTYPE html><html><head><title>502 Bad Gateway</title></head>"
-    "<body><h1>502 Bad Gateway</h1><hr><center>nginx</center></body></html>"
-)
 JWS_ROUTES: Final = frozenset(
     {
         "updateNode",
@@ -104,9 +98,6 @@ JWS_ROUTES: Final = frozenset(
 )
 GET_ROUTES: Final = frozenset({"stats", "getJob", "jobstatus"})
 ACTIVE: Final = ("assigned", "accepted", "running")
-
-Fault = Literal["500", "timeout", "malformed", "html", "404", "401"]
-FAULTS: Final = ("500", "timeout", "malformed", "html", "404", "401")
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,11 +117,11 @@ class Call:
 
 @dataclass
 class GatewayJob:
-    """A job the gateway holds (legacy job object or embed direct request)."""
+    """A job the gateway holds (a legacy §2 job)."""
 
     id: str
-    kind: Literal["legacy", "embed"]
-    body: dict[str, Any]  # the §2 job object or the §4 direct request
+    kind: Literal["legacy"]
+    body: dict[str, Any]  # the §2 job object
     status: str = "queued"
     assigned_to: str | None = None
     assigned_at: float | None = None
@@ -141,10 +132,6 @@ class GatewayJob:
     error: dict[str, Any] | None = None
     accepted_by: list[str] = field(default_factory=list)
     reassignments: int = 0
-    offers: int = 0
-    max_offers: int | None = None
-    complete_on_webhook: bool = True
-    webhooks: list[dict[str, Any]] = field(default_factory=list)
 
     def job_object(self) -> dict[str, Any]:
         """The §2 job object as getJob/myJob answer it."""
@@ -162,8 +149,10 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"success": False, "message": message}, status_code=status)
 
 
-class ReferenceGateway:
+class ReferenceGateway(ReferenceServer):
     """The reference gateway (see the module docstring). Use as a context manager."""
+
+    thread_name = "reference-gateway"
 
     def __init__(
         self,
@@ -176,98 +165,23 @@ class ReferenceGateway:
         latest_version: str | None = None,
         hang_seconds: float = DEFAULT_HANG_S,
     ) -> None:
-        self.host = host
-        self.port = port
+        super().__init__(host=host, port=port, hang_seconds=hang_seconds)
         self.reassign_after = reassign_after
         self.preassign = preassign
         self.needs_update = needs_update
         self.latest_version = latest_version
-        self.hang_seconds = hang_seconds
         self.refuse_signatures = False  # every JWS-POST answered 401 while set
         self.nodes: dict[str, dict[str, Any]] = {}  # did → node_info
         self._jobs: dict[str, GatewayJob] = {}
         self._calls: list[Call] = []
-        self._faults: dict[str, deque[str]] = {}
         self._lock = threading.RLock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-        self._socket: socket.socket | None = None
         self.app = Starlette(
             routes=[
                 Route(ROUTE_PREFIX + "jobstatus/{job_id}", self._jobstatus, methods=["GET"]),
                 Route(ROUTE_PREFIX + "{route}", self._dispatch, methods=["GET", "POST"]),
                 Route("/_reference/jobs", self._admin_jobs, methods=["GET", "POST"]),
-                Route("/_reference/webhook/{job_id}", self._webhook, methods=["POST"]),
-                Route("/_reference/webhook/{job_id}/progress", self._webhook, methods=["POST"]),
             ]
         )
-
-    # --- lifecycle ---------------------------------------------------------------------------
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
-
-    def _bind(self) -> socket.socket:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((self.host, self.port))
-        sock.listen(128)
-        sock.set_inheritable(False)
-        self.port = sock.getsockname()[1]
-        return sock
-
-    def _make_server(self) -> uvicorn.Server:
-        config = uvicorn.Config(
-            self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=1,
-            lifespan="off",
-        )  # fmt: skip
-        return uvicorn.Server(config)
-
-    def start(self) -> Self:
-        """Serve on a background thread; returns once the server accepts connections."""
-        self._socket = self._bind()
-        self._server = self._make_server()
-        server, sock = self._server, self._socket
-
-        def serve() -> None:
-            asyncio.run(server.serve(sockets=[sock]))
-
-        self._thread = threading.Thread(target=serve, name="reference-gateway", daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not server.started and time.monotonic() < deadline:
-            if not self._thread.is_alive():
-                raise RuntimeError("the reference gateway failed to start")
-            time.sleep(0.01)
-        return self
-
-    def serve_forever(self) -> None:
-        """Serve in this thread until Ctrl-C (``speak-encoder dev-gateway``)."""
-        self._socket = self._bind()
-        self._server = self._make_server()
-        asyncio.run(self._server.serve(sockets=[self._socket]))
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=10)
-        if self._socket is not None:
-            with contextlib.suppress(OSError):
-                self._socket.close()
-        self._thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- test controls ---------------------------------------------------------------------
 
@@ -305,55 +219,6 @@ class ReferenceGateway:
         with self._lock:
             self._jobs[jid] = GatewayJob(id=jid, kind="legacy", body=body)
             return self._jobs[jid].job_object()
-
-    def add_direct_job(
-        self,
-        *,
-        owner: str,
-        permlink: str,
-        input_cid: str,
-        webhook_url: str | None = None,
-        api_key: str = "reference-key",
-        short: bool = False,
-        premium: bool = True,
-        max_offers: int | None = None,
-        complete_on_webhook: bool = True,
-        assign_to: str | None = None,
-        **extra: Any,
-    ) -> str:
-        """Queue an embed job (a §4 direct job request); returns its gateway id.
-
-        ``webhook_url`` defaults to this server's receiver, which completes the job (and so
-        stops its offers) unless ``complete_on_webhook`` is false (a gateway that keeps
-        re-offering a job, up to ``max_offers`` times).
-        """
-        jid = str(uuid.uuid4())
-        body: dict[str, Any] = {
-            "owner": owner,
-            "permlink": permlink,
-            "input_cid": input_cid,
-            "short": short,
-            "premium": premium,
-            "webhook_url": webhook_url or f"{self.url}/_reference/webhook/{jid}",
-            "api_key": api_key,
-            **extra,
-        }
-        with self._lock:
-            job = GatewayJob(
-                id=jid, kind="embed", body=body, max_offers=max_offers,
-                complete_on_webhook=complete_on_webhook,
-            )  # fmt: skip
-            if assign_to is not None:
-                job.status, job.assigned_to = "assigned", normalize_did(assign_to)
-            self._jobs[jid] = job
-        return jid
-
-    def fail_next(self, route: str, fault: Fault, times: int = 1) -> None:
-        """The next ``times`` requests of ``route`` (``"*"`` = any route) get ``fault``."""
-        if fault not in FAULTS:
-            raise ValueError(f"unknown fault {fault!r}: one of {', '.join(FAULTS)}")
-        with self._lock:
-            self._faults.setdefault(route, deque()).extend([fault] * times)
 
     def reassign(self, job_id: str, did: str | None) -> None:
         """Give a job to another node (or back to the queue with ``None``), as the gateway
@@ -397,13 +262,6 @@ class ReferenceGateway:
                 job.assigned_at = job.last_ping = None
                 job.reassignments += 1
 
-    def _take_fault(self, route: str) -> str | None:
-        for key in (route, "*"):
-            queue = self._faults.get(key)
-            if queue:
-                return queue.popleft()
-        return None
-
     def _record(self, call: Call) -> None:
         with self._lock:
             self._calls.append(call)
@@ -433,8 +291,7 @@ class ReferenceGateway:
         known = route in JWS_ROUTES if method == "POST" else route in GET_ROUTES
         did: str | None = None
         payload: dict[str, Any] | None = None
-        with self._lock:
-            fault = self._take_fault(route) if known else None
+        fault = self.faults.take(route) if known else None
         if fault is not None:
             response = await self._fault_response(fault)
             self._record(Call(route, method, None, None, response.status_code, time.time(),
@@ -523,7 +380,7 @@ class ReferenceGateway:
             return self._my_job(did)
         job_id = payload.get("job_id")
         job = self._jobs.get(job_id) if isinstance(job_id, str) else None
-        if job is None or job.kind != "legacy":
+        if job is None:
             return _error(404, "job not found")
         mine = job.assigned_to == did and job.status in ACTIVE
         if route == "acceptJob":
@@ -588,17 +445,6 @@ class ReferenceGateway:
                 if job.kind == "legacy" and job.status == "queued" and job.assigned_to is None:
                     job.status, job.assigned_to, job.assigned_at = "assigned", did, time.time()
                     return JSONResponse({"success": True, "job": job.job_object()})
-        # embed: direct requests, offered until their completion webhook arrives
-        for job in self._jobs.values():
-            if job.kind != "embed" or job.status in ("complete", "failed"):
-                continue
-            if job.assigned_to not in (None, did):
-                continue
-            if job.max_offers is not None and job.offers >= job.max_offers:
-                continue
-            job.status, job.assigned_to = "assigned", did
-            job.offers += 1
-            return JSONResponse({"success": True, "job": _copy(job.body)})
         return JSONResponse({"success": True, "job": None})
 
     # --- non-spec helpers --------------------------------------------------------------------
@@ -615,29 +461,6 @@ class ReferenceGateway:
         except (ValueError, KeyError, TypeError):
             return _error(400, 'body: {"uri": SOURCE, "size"?: int}')
         return JSONResponse(self.add_job(uri, size=size))
-
-    async def _webhook(self, request: Request) -> Response:
-        job_id = str(request.path_params["job_id"])
-        try:
-            body = json.loads(await request.body())
-        except ValueError:
-            return _error(400, "not JSON")
-        progress = request.url.path.endswith("/progress")
-        with self._lock:
-            job = self._jobs.get(job_id)
-            if job is None:
-                return _error(404, "job not found")
-            job.webhooks.append({"progress": progress, "body": body,
-                                 "headers": dict(request.headers), "at": time.time()})  # fmt: skip
-            status = body.get("status") if isinstance(body, dict) else None
-            if progress or not job.complete_on_webhook:
-                status = None  # progress only, or a gateway that ignores completions
-            if status == "complete":
-                job.status = "complete"
-                job.result = {"cid": body.get("manifest_cid")}
-            elif status == "failed":
-                job.status, job.error = "failed", {"error": body.get("error")}
-        return JSONResponse({"success": True})
 
 
 def _signer(protected: str) -> str:
@@ -666,4 +489,12 @@ def _fail_body_problem(payload: dict[str, Any]) -> str | None:
     return None
 
 
-__all__ = ["DEFAULT_REASSIGN_AFTER_S", "FAULTS", "Call", "GatewayJob", "ReferenceGateway"]
+__all__ = [
+    "DEFAULT_HANG_S",
+    "DEFAULT_REASSIGN_AFTER_S",
+    "FAULTS",
+    "Call",
+    "Fault",
+    "GatewayJob",
+    "ReferenceGateway",
+]
