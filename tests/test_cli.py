@@ -16,6 +16,7 @@ import psutil
 import pytest
 
 from speak_encoder.testing.http_faults import BytesPayload, FaultServer
+from tests.support.node_fixtures import ffmpeg_children
 
 CLI = [sys.executable, "-m", "speak_encoder"]
 
@@ -135,23 +136,6 @@ def test_validate_command(sample: Callable[[str], Path], tmp_path: Path) -> None
     assert as_json["ok"] is False and {v["check"] for v in as_json["violations"]} == {6}
 
 
-def _ffmpeg_children(pid: int, *, flag: str = "-filter_complex") -> list[psutil.Process]:
-    """The running ffmpeg children of ``pid`` with ``flag`` on their command line (a short
-    inspection run may be a zombie for a moment: skipped)."""
-    try:
-        kids = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    found = []
-    for kid in kids:
-        try:
-            if "ffmpeg" in kid.name() and flag in kid.cmdline():
-                found.append(kid)
-        except psutil.NoSuchProcess:  # ZombieProcess included
-            continue
-    return found
-
-
 def test_ctrl_c_kills_ffmpeg_and_removes_the_work_folder(tmp_path: Path) -> None:
     # A source slow enough to still be encoding when the signal comes.
     source = tmp_path / "slow.mp4"
@@ -174,7 +158,7 @@ def test_ctrl_c_kills_ffmpeg_and_removes_the_work_folder(tmp_path: Path) -> None
     ffmpeg: list[psutil.Process] = []
     while time.monotonic() < deadline and not ffmpeg:
         time.sleep(0.2)
-        ffmpeg = _ffmpeg_children(proc.pid)
+        ffmpeg = ffmpeg_children(proc.pid)
     assert ffmpeg, "the encoder never started ffmpeg"
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)

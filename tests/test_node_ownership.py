@@ -22,7 +22,7 @@ from speak_encoder.errors import ConfigError
 from speak_encoder.node.children import CHILDREN_FILE, kill_leftovers, recorder
 from speak_encoder.node.lock import DataDirLock
 from speak_encoder.node.models import JobState
-from tests.support.node_fixtures import CLI, NodeProcess, wait_gone
+from tests.support.node_fixtures import CLI, NodeProcess, ffmpeg_children, wait_gone
 
 MakeNode = Callable[..., NodeProcess]
 
@@ -35,26 +35,10 @@ def wait_log(node: NodeProcess, text: str, timeout: float = 60) -> None:
         time.sleep(0.1)
 
 
-def ffmpeg_children(pid: int) -> list[psutil.Process]:
-    """The encoding ffmpeg(s) under ``pid`` (not the short inspection runs)."""
-    try:
-        kids = psutil.Process(pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return []
-    found = []
-    for kid in kids:
-        try:
-            if "ffmpeg" in kid.name() and "-var_stream_map" in kid.cmdline():
-                found.append(kid)
-        except psutil.NoSuchProcess:
-            continue
-    return found
-
-
 def wait_ffmpeg(pid: int, timeout: float = 60) -> list[psutil.Process]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        found = ffmpeg_children(pid)
+        found = ffmpeg_children(pid, flag="-var_stream_map")
         if found:
             return found
         time.sleep(0.1)

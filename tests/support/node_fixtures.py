@@ -137,6 +137,23 @@ class NodeProcess:
         )
 
 
+def ffmpeg_children(pid: int, *, flag: str = "-filter_complex") -> list[psutil.Process]:
+    """The running ffmpeg children of ``pid`` with ``flag`` on their command line (a short
+    inspection run may be a zombie for a moment: skipped)."""
+    try:
+        kids = psutil.Process(pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for kid in kids:
+        try:
+            if "ffmpeg" in kid.name() and flag in kid.cmdline():
+                found.append(kid)
+        except psutil.NoSuchProcess:  # ZombieProcess included
+            continue
+    return found
+
+
 def _gone(proc: psutil.Process) -> bool:
     try:
         return proc.status() == psutil.STATUS_ZOMBIE
