@@ -182,3 +182,17 @@ def test_store_keeps_the_ladder_by_cid_and_the_cid_matches_the_cid_command(
     assert (folder / "manifest.m3u8").is_file()
     recomputed = run_cli("cid", str(folder), env=cli_env(tmp_path))
     assert recomputed.stdout.strip() == result["cid"]
+
+
+def test_data_dir_and_verbose_go_before_or_after_the_command(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    after = run_cli("jobs", "list", "--data-dir", str(tmp_path / "after"), "-v", env=env)
+    assert after.returncode == 0, after.stderr
+    assert (tmp_path / "after" / "jobs.sqlite3").is_file()
+    assert "migration 1" in after.stderr  # -v after the command: debug logging
+    before = run_cli("--data-dir", str(tmp_path / "before"), "jobs", "list", env=env)
+    assert before.returncode == 0 and (tmp_path / "before" / "jobs.sqlite3").is_file()
+    both = run_cli("--data-dir", str(tmp_path / "x"), "jobs", "--data-dir", str(tmp_path / "y"),
+                   env=env)  # fmt: skip
+    assert both.returncode == 0 and (tmp_path / "y" / "jobs.sqlite3").is_file()
+    assert not (tmp_path / "x").exists()  # the one after the command wins
