@@ -60,14 +60,24 @@ def finals(embed: EmbedServer, status: int = 200) -> list[Any]:
     return [c for c in embed.calls("webhook") if c.status == status]
 
 
-def managed_node(make_node: MakeNode, base: str, **extra: str) -> tuple[GatewayNodeProcess, str]:
+def managed_node(
+    make_node: MakeNode, embed: EmbedServer, gateway: FaultServer, source: Path
+) -> tuple[GatewayNodeProcess, str]:
+    """A started node with the Direct API, registered with ``embed`` as a managed encoder,
+    ``source`` served by the loopback IPFS ``gateway``; returns it and the source's CID."""
+    cid, base = serve(gateway, source)
+    embed.ipfs_gateway = f"{base}/ipfs"
     port = free_port()
     node = make_node(
         "managed", DIRECT_API_ENABLED="true", DIRECT_API_PORT=str(port),
         DIRECT_API_KEY=DIRECT_KEY, IPFS_GATEWAYS=base, ALLOW_PRIVATE_URLS="true",
-        WEBHOOK_RETRY_BASE="0.5", WEBHOOK_RETRY_MAX="2", **extra,
+        WEBHOOK_RETRY_BASE="0.5", WEBHOOK_RETRY_MAX="2",
     )  # fmt: skip
-    return node, f"http://127.0.0.1:{port}"
+    node.start()
+    api = f"http://127.0.0.1:{port}"
+    wait_http(api)
+    embed.add_managed_encoder("our-node", api, DIRECT_KEY)
+    return node, cid
 
 
 def community_node(
@@ -87,13 +97,8 @@ def test_a_redispatched_finished_job_is_reported_again(
     sample: Callable[[str], Path],
 ) -> None:  # fmt: skip
     embed = embed_server
-    cid, base = serve(ipfs_gateway, sample("landscape"))
-    embed.ipfs_gateway = f"{base}/ipfs"
-    node, api = managed_node(make_gateway_node, base)
-    node.start()
-    wait_http(api)
+    node, cid = managed_node(make_gateway_node, embed, ipfs_gateway, sample("landscape"))
     check = alive(node)
-    embed.add_managed_encoder("our-node", api, DIRECT_KEY)
     embed.add_video("alice", "clip", cid)
     [sent] = embed.dispatch_once()
     assert sent.ok, sent
@@ -138,13 +143,8 @@ def test_a_job_that_failed_for_good_runs_again_when_dispatched_again(
     embed = embed_server
     bad = tmp_path / "not-a-video.mp4"
     bad.write_bytes(b"this is not a video at all " * 2000)
-    cid, base = serve(ipfs_gateway, bad)
-    embed.ipfs_gateway = f"{base}/ipfs"
-    node, api = managed_node(make_gateway_node, base)
-    node.start()
-    wait_http(api)
+    node, cid = managed_node(make_gateway_node, embed, ipfs_gateway, bad)
     check = alive(node)
-    embed.add_managed_encoder("our-node", api, DIRECT_KEY)
     embed.add_video("bob", "broken", cid)
     for attempt in (1, 2, 3):  # the server requeues a failed job twice, then gives up
         [sent] = embed.dispatch_once()

@@ -123,17 +123,16 @@ def retarget_rows(conn: Connection, job_id: str, at: float) -> None:
     )
 
 
+def has_final(conn: Connection, job_id: str, *conditions: Any) -> bool:
+    """Whether the job has a final (non-progress) row meeting ``conditions``."""
+    query = select(outbox.c.id).where(
+        outbox.c.job_id == job_id, outbox.c.progress.is_(False), *conditions
+    )
+    return conn.execute(query.limit(1)).first() is not None
+
+
 def has_undelivered_final(conn: Connection, job_id: str) -> bool:
-    row = conn.execute(
-        select(outbox.c.id)
-        .where(
-            outbox.c.job_id == job_id,
-            outbox.c.progress.is_(False),
-            outbox.c.state == OUTBOX_PENDING,
-        )
-        .limit(1)
-    ).first()
-    return row is not None
+    return has_final(conn, job_id, outbox.c.state == OUTBOX_PENDING)
 
 
 class OutboxQueries(StoreBase):
@@ -176,16 +175,7 @@ class OutboxQueries(StoreBase):
             generation = _generation(conn, job_id, lock=True)
             if generation is None:
                 return False
-            final = conn.execute(
-                select(outbox.c.id)
-                .where(
-                    outbox.c.job_id == job_id,
-                    outbox.c.progress.is_(False),
-                    outbox.c.generation == generation,
-                )
-                .limit(1)
-            ).first()
-            if final is not None:
+            if has_final(conn, job_id, outbox.c.generation == generation):
                 return False
             waiting = conn.execute(
                 select(outbox.c.id)
