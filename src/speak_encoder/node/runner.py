@@ -150,7 +150,9 @@ async def _plan(run: JobRun) -> dict[str, Any]:
     from speak_encoder.pipeline.plan import EncodeOptions, plan_encode
 
     assert run.work.info is not None
-    options = EncodeOptions(short=run.job.short, rungs=run.job.rungs)
+    options = EncodeOptions(
+        short=run.job.short, rungs=run.job.rungs, extras=run.settings.output_extras
+    )
     plan = plan_encode(run.work.info, options, load_ladder(run.settings.ladder_file))
     run.work.plan = plan
     return {

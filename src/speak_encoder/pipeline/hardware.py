@@ -607,6 +607,8 @@ async def _run(
         tonemap_available=tonemap_available, encoder=encoder, device=device,
     )  # fmt: skip
     log.debug("ffmpeg command (%s): %s", encoder, argv)
+    # The poster/storyboard outputs may open before the HLS muxer creates the folder.
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     await run_ffmpeg(argv, duration=plan.duration, on_progress=on_progress)
     if verify is not None:
         await verify(out_dir)
