@@ -61,6 +61,7 @@ from speak_encoder.pipeline.ffmpeg import (
 )
 from speak_encoder.pipeline.hls import write_master_playlist
 from speak_encoder.pipeline.ladder import Ladder, load_ladder
+from speak_encoder.pipeline.extras import POSTER_CANDIDATE_GLOB, STORYBOARD_IMAGE
 from speak_encoder.pipeline.plan import GOP_SECONDS, EncodeOptions, EncodePlan, plan_encode
 from speak_encoder.pipeline.probe import probe
 from speak_encoder.pipeline.verify import format_report, validate_folder
@@ -418,6 +419,18 @@ async def clip_and_plan(
     return clip, dataclasses.replace(plan, segment_seconds=GOP_SECONDS)
 
 
+def _take_extras(out_dir: Path) -> str | None:
+    """Remove the poster candidates and storyboard of a test encode; what is missing, if any."""
+    candidates = list(out_dir.glob(POSTER_CANDIDATE_GLOB))
+    sprite = out_dir / STORYBOARD_IMAGE
+    missing = None if candidates else "poster candidates"
+    if not sprite.is_file():
+        missing = missing or "storyboard sprite"
+    for path in [*candidates, sprite]:
+        path.unlink(missing_ok=True)
+    return missing
+
+
 async def try_encoder(
     encoder: str,
     clip: Path,
@@ -432,7 +445,12 @@ async def try_encoder(
     """Encode ``clip`` with ``encoder`` as a job would and validate it (None = it works)."""
     argv = build_command(plan, clip, out_dir, tuning, encoder=encoder, device=render_node)
     try:
+        await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
         await asyncio.wait_for(run_ffmpeg(argv, duration=plan.duration), timeout)
+        if plan.extras is not None:
+            missing = await asyncio.to_thread(_take_extras, out_dir)
+            if missing:
+                return f"the test encode made no {missing}"
         await write_master_playlist(out_dir, ffprobe=ffprobe)
         report = await validate_folder(out_dir, expected_duration=plan.duration, ffprobe=ffprobe)
     except TimeoutError:
