@@ -136,8 +136,9 @@ def test_frame_rate_and_gop(fps: Fraction, out: Fraction, gop: int) -> None:
     assert two.keyframe_seconds == 2 and two.gop_frames == gop
 
 
-@pytest.mark.parametrize(("interval", "duration", "expected"), [(4, 600, 2), (3, 600, 3),
-                                                                 (5, 5000, 1), (12, 5000, 12)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("interval", "duration", "expected"), [(4, 600, 2), (3, 600, 3), (5, 5000, 1), (12, 5000, 12)]
+)
 def test_a_fixed_keyframe_interval_divides_the_segment(
     interval: int, duration: float, expected: int
 ) -> None:

@@ -40,8 +40,9 @@ POSTER_MAX_SIDE = 1280
 #: Candidates spread over the first POSTER_WINDOW of the video (plus frame 0).
 POSTER_CANDIDATES = 5
 POSTER_WINDOW = 0.10
-#: …but never a window shorter than this (seconds; a 3 s clip still gets distinct candidates).
-POSTER_MIN_WINDOW_S = 1.0
+#: …but never a window shorter than this (seconds, or the whole video if shorter): a short clip
+#: that opens on a black second or a fade still gets candidates past it.
+POSTER_MIN_WINDOW_S = 3.0
 #: Longest side of one storyboard thumbnail (pixels).
 STORYBOARD_TILE_SIDE = 160
 #: Thumbnails per sprite row, and at most this many thumbnails (10 × 10 = 1600 × 900 px).
