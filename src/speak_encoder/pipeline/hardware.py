@@ -49,6 +49,7 @@ from speak_encoder.errors import (
     ResourceError,
     SpeakEncoderError,
 )
+from speak_encoder.pipeline.extras import POSTER_CANDIDATE_GLOB, STORYBOARD_IMAGE
 from speak_encoder.pipeline.ffmpeg import (
     DEFAULT_RENDER_NODE,
     HARDWARE_ENCODERS,
@@ -61,7 +62,6 @@ from speak_encoder.pipeline.ffmpeg import (
 )
 from speak_encoder.pipeline.hls import write_master_playlist
 from speak_encoder.pipeline.ladder import Ladder, load_ladder
-from speak_encoder.pipeline.extras import POSTER_CANDIDATE_GLOB, STORYBOARD_IMAGE
 from speak_encoder.pipeline.plan import GOP_SECONDS, EncodeOptions, EncodePlan, plan_encode
 from speak_encoder.pipeline.probe import probe
 from speak_encoder.pipeline.verify import format_report, validate_folder
