@@ -56,7 +56,7 @@ from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
 from speak_encoder.pipeline.poster import make_poster
 from speak_encoder.pipeline.probe import MediaInfo, probe
 from speak_encoder.pipeline.source import SourceRef, parse_source
-from speak_encoder.pipeline.storyboard import format_storyboard, storyboard_cues
+from speak_encoder.pipeline.storyboard import format_storyboard, make_sprite, storyboard_cues
 from speak_encoder.pipeline.verify import ValidationReport, format_report, validate_folder
 from speak_encoder.storage.local_store import keep_folder
 from speak_encoder.storage.unixfs import import_folder
@@ -394,8 +394,9 @@ async def finish_outputs(out_dir: Path, plan: EncodePlan, settings: Settings) ->
         await asyncio.to_thread(write_text_atomic, out_dir / rung / IFRAME_PLAYLIST_NAME, text)
         durations.append(playlist.duration)
     await make_poster(out_dir, settings.ffmpeg_path, facts.candidates)
-    if (out_dir / STORYBOARD_IMAGE).is_file() and durations:
-        cues = storyboard_cues(plan.extras.storyboard, max(durations))
+    tiles = await make_sprite(out_dir, plan.extras.storyboard, settings.ffmpeg_path)
+    if tiles and (out_dir / STORYBOARD_IMAGE).is_file() and durations:
+        cues = storyboard_cues(plan.extras.storyboard, max(durations), tiles)
         await asyncio.to_thread(
             write_text_atomic, out_dir / STORYBOARD_VTT, format_storyboard(cues)
         )

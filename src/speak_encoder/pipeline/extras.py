@@ -5,8 +5,13 @@ ffmpeg process gets two more branches after its ``split``, each cheap because it
 handful of frames before it scales anything::
 
     [0:v] … fps ─ split ─┬─ rungs …
-                         ├─ select(candidate frames) ─ scale ─► .poster-N.jpg   (≤ 6 JPEGs)
-                         └─ select(every K-th frame) ─ scale ─ tile ─► storyboard.jpg
+                         ├─ select(candidate frames) ─ scale ─► .poster-N.jpg      (≤ 6)
+                         └─ select(every K-th frame) ─ scale ─► .storyboard-N.jpg  (≤ 100)
+
+The thumbnails are tiled into the sprite afterwards by a tiny ffmpeg run on those small JPEGs
+(:mod:`speak_encoder.pipeline.storyboard`), not inside the encode: ffmpeg 5.1 writes no
+``-progress`` report until every output has written its header, and a ``tile`` filter emits
+its one frame only when the sprite is full — at the end of the video.
 
 * **Poster** (``thumbnail.jpg``): a few candidate frames from the first 10 % of the video, at
   most :data:`POSTER_MAX_SIDE` px on the long side, the display aspect ratio (rotation is
@@ -18,8 +23,7 @@ handful of frames before it scales anything::
   grows with the duration so the sprite never holds more than :data:`STORYBOARD_MAX_TILES`
   thumbnails (:mod:`speak_encoder.pipeline.storyboard` writes the WebVTT).
 
-Memory: the poster branch holds no frame (each candidate is encoded as it passes); the tile
-filter holds one sprite (≤ 1600×900 pixels).
+Memory: neither branch holds a frame (each selected frame is encoded as it passes).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ STORYBOARD_VTT = "storyboard.vtt"
 #: Candidate poster frames written by ffmpeg, then replaced by the chosen one (``%d`` = 0, 1 …).
 POSTER_CANDIDATE_PATTERN = ".poster-%d.jpg"
 POSTER_CANDIDATE_GLOB = ".poster-*.jpg"
+#: Storyboard thumbnails written by ffmpeg, tiled into STORYBOARD_IMAGE, then deleted.
+STORYBOARD_THUMB_PATTERN = ".storyboard-%d.jpg"
+STORYBOARD_THUMB_GLOB = ".storyboard-*.jpg"
 #: Longest side of the poster, in pixels (never more than the source's own).
 POSTER_MAX_SIDE = 1280
 #: Candidates spread over the first POSTER_WINDOW of the video (plus frame 0).

