@@ -21,10 +21,13 @@ import pytest
 from speak_encoder.config import Settings
 from speak_encoder.pipeline.encode_job import EncodeResult, encode
 from speak_encoder.pipeline.hls import load_master_playlist, load_media_playlist
+from speak_encoder.pipeline.iframes import index_file
 from speak_encoder.pipeline.m3u8 import parse_media_playlist
+from speak_encoder.pipeline.overlap import read_segment
 from speak_encoder.pipeline.plan import EncodeOptions
 from speak_encoder.pipeline.storyboard import parse_storyboard
 from speak_encoder.pipeline.verify import ValidationReport, format_report, validate_folder
+from speak_encoder.storage.unixfs import import_file, import_folder
 
 pytestmark = pytest.mark.slow
 
@@ -227,6 +230,22 @@ def test_poster_must_be_a_jpeg(fade_ladder: tuple[Path, EncodeResult], tmp_path:
     (folder / "thumbnail.jpg").write_bytes(b"not a picture")
     report = validate(folder, 8.0)
     assert [(v.check, v.where) for v in report.violations] == [(6, "thumbnail.jpg")]
+
+
+# --- work done while ffmpeg ran ------------------------------------------------------------
+
+
+def test_hashing_and_indexing_during_the_encode_give_what_a_fresh_read_gives(
+    fade_ladder: tuple[Path, EncodeResult],
+) -> None:
+    out, result = fade_ladder
+    assert str(import_folder(out)) == result.cid  # the CID from the early hashes is the real one
+    for segment in sorted((out / "360p").glob("seg_*.ts")):
+        facts = read_segment(segment)
+        assert facts is not None
+        assert facts.entry == import_file(segment)
+        assert list(facts.idr_frames) == index_file(segment)
+        assert facts.first_nal == 5  # every segment starts with an IDR
 
 
 # --- turned off ----------------------------------------------------------------------------

@@ -393,10 +393,10 @@ async def finish_outputs(out_dir: Path, plan: EncodePlan, settings: Settings) ->
         text = format_iframe_playlist(entries_for(playlist.segments, frames), playlist.duration)
         await asyncio.to_thread(write_text_atomic, out_dir / rung / IFRAME_PLAYLIST_NAME, text)
         durations.append(playlist.duration)
-    await make_poster(out_dir, settings.ffmpeg_path, facts.candidates)
+    await make_poster(out_dir, settings.ffmpeg_path, facts.current_candidates())
     tiles = await make_sprite(out_dir, plan.extras.storyboard, settings.ffmpeg_path)
-    if tiles and (out_dir / STORYBOARD_IMAGE).is_file() and durations:
-        cues = storyboard_cues(plan.extras.storyboard, max(durations), tiles)
+    if (out_dir / STORYBOARD_IMAGE).is_file() and durations:  # (tiled by an earlier run: 0)
+        cues = storyboard_cues(plan.extras.storyboard, max(durations), tiles or None)
         await asyncio.to_thread(
             write_text_atomic, out_dir / STORYBOARD_VTT, format_storyboard(cues)
         )

@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from speak_encoder.pipeline.bitstream import BitstreamError
-from speak_encoder.pipeline.extras import POSTER_CANDIDATE_GLOB
 from speak_encoder.pipeline.iframes import IdrFrame, IdrIndexer
 from speak_encoder.pipeline.plan import EncodePlan
 from speak_encoder.pipeline.poster import Candidate, analyze_all, candidate_paths
@@ -87,6 +86,18 @@ class LadderFacts:
     folder: Path
     segments: dict[str, SegmentFacts] = field(default_factory=dict)
     candidates: list[Candidate] | None = None
+    candidate_stamps: dict[Path, FileStamp] = field(default_factory=dict)
+
+    def current_candidates(self) -> list[Candidate] | None:
+        """The poster candidates' analysis if every one is still the file analysed."""
+        if self.candidates is None:
+            return None
+        try:
+            same = all(FileStamp.of(c.path) == self.candidate_stamps.get(c.path)
+                       for c in self.candidates)  # fmt: skip
+        except OSError:
+            return None
+        return self.candidates if same else None
 
     def segment(self, relative: str) -> SegmentFacts | None:
         facts = self.segments.get(relative)
@@ -154,9 +165,14 @@ class LadderWatcher:
         extras = self._plan.extras
         if extras is None or self.facts.candidates is not None:
             return
-        present = len(candidate_paths(self.facts.folder))
-        if present >= len(extras.poster.frames) or (final and present):
+        present = candidate_paths(self.facts.folder)
+        if len(present) >= len(extras.poster.frames) or (final and present):
+            try:
+                stamps = {path: FileStamp.of(path) for path in present}
+            except OSError:
+                return  # being removed (a failed attempt): later
             self.facts.candidates = await analyze_all(self.facts.folder, self._ffmpeg)
+            self.facts.candidate_stamps = stamps
 
 
 _KEPT: OrderedDict[Path, LadderFacts] = OrderedDict()
@@ -177,7 +193,6 @@ def take_facts(folder: Path) -> LadderFacts:
 
 
 __all__ = [
-    "POSTER_CANDIDATE_GLOB",
     "LadderFacts",
     "LadderWatcher",
     "SegmentFacts",
