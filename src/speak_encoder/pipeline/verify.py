@@ -72,7 +72,7 @@ CHECK_NAMES = {
 #: which its WebVTT references).
 ALLOWED_ROOT_EXTRAS = frozenset({POSTER_NAME, STORYBOARD_VTT})
 #: Bytes of an I-frame byte range read to find its first frame (it starts within a few packets).
-IFRAME_CHECK_BYTES = 256 * 1024
+IFRAME_CHECK_BYTES = 32 * 1024
 #: How far an #EXTINF may exceed the target duration (s).
 EXTINF_TOLERANCE_S = 0.5
 #: Measured peak may be at most this multiple of the declared BANDWIDTH.
