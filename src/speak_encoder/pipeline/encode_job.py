@@ -6,8 +6,9 @@ moved to its destination.
 
 While ffmpeg runs, the finished segments are hashed and indexed (:mod:`.overlap`), so what
 follows the encode is short: the I-frame playlists from the IDR index, the poster from its
-analysed candidates, the storyboard's WebVTT, the measured master playlist, the validity checks
-(segments already read are not read again) and the root CID (only files not hashed yet).
+candidates (one small ffmpeg run over them), the sprite and its WebVTT, the measured master
+playlist, the validity checks (segments already read are not read again) and the root CID
+(only files not hashed yet).
 """
 
 from __future__ import annotations
@@ -393,7 +394,7 @@ async def finish_outputs(out_dir: Path, plan: EncodePlan, settings: Settings) ->
         text = format_iframe_playlist(entries_for(playlist.segments, frames), playlist.duration)
         await asyncio.to_thread(write_text_atomic, out_dir / rung / IFRAME_PLAYLIST_NAME, text)
         durations.append(playlist.duration)
-    await make_poster(out_dir, settings.ffmpeg_path, facts.current_candidates())
+    await make_poster(out_dir, settings.ffmpeg_path)
     tiles = await make_sprite(out_dir, plan.extras.storyboard, settings.ffmpeg_path)
     if (out_dir / STORYBOARD_IMAGE).is_file() and durations:  # (tiled by an earlier run: 0)
         cues = storyboard_cues(plan.extras.storyboard, max(durations), tiles or None)

@@ -10,9 +10,10 @@ whole. While ffmpeg runs, :class:`LadderWatcher` polls the rung folders every
 * the IDR indexer (byte ranges of the I-frame playlist, and whether the segment starts with an
   IDR — check 2 of the validator);
 
-and it describes the poster candidates as soon as they are all there (they come from the first
-10 % of the video). When ffmpeg exits, what is left is done at once; what the encode-then-verify
-path did after ffmpeg (read every segment, hash every byte) is mostly done by then.
+When ffmpeg exits, what is left is done at once; what the encode-then-verify path did after
+ffmpeg (read every segment, hash every byte) is mostly done by then. No other process runs
+beside ffmpeg (the poster analysis and the sprite come after it): the peak RSS of the process
+tree is ffmpeg's plus this one's.
 
 The results are facts about files, valid only for the exact file they were computed from: each
 is keyed by its path relative to the output folder and checked against the file's size, mtime
@@ -32,7 +33,6 @@ from pathlib import Path
 from speak_encoder.pipeline.bitstream import BitstreamError
 from speak_encoder.pipeline.iframes import IdrFrame, IdrIndexer
 from speak_encoder.pipeline.plan import EncodePlan
-from speak_encoder.pipeline.poster import Candidate, analyze_all, candidate_paths
 from speak_encoder.storage.unixfs import Entry, import_file
 
 log = logging.getLogger(__name__)
@@ -85,19 +85,6 @@ class LadderFacts:
 
     folder: Path
     segments: dict[str, SegmentFacts] = field(default_factory=dict)
-    candidates: list[Candidate] | None = None
-    candidate_stamps: dict[Path, FileStamp] = field(default_factory=dict)
-
-    def current_candidates(self) -> list[Candidate] | None:
-        """The poster candidates' analysis if every one is still the file analysed."""
-        if self.candidates is None:
-            return None
-        try:
-            same = all(FileStamp.of(c.path) == self.candidate_stamps.get(c.path)
-                       for c in self.candidates)  # fmt: skip
-        except OSError:
-            return None
-        return self.candidates if same else None
 
     def segment(self, relative: str) -> SegmentFacts | None:
         facts = self.segments.get(relative)
@@ -120,7 +107,7 @@ class LadderFacts:
 
 
 class LadderWatcher:
-    """Reads finished segments (and poster candidates) of ``folder`` while ffmpeg runs."""
+    """Reads the finished segments of ``folder`` while ffmpeg runs."""
 
     def __init__(self, folder: Path, plan: EncodePlan, ffmpeg: str) -> None:
         self.facts = LadderFacts(folder)
@@ -162,17 +149,6 @@ class LadderWatcher:
                 continue  # removed (a failed attempt is being wiped) or unreadable: later
             if facts is not None:
                 self.facts.segments[relative] = facts
-        extras = self._plan.extras
-        if extras is None or self.facts.candidates is not None:
-            return
-        present = candidate_paths(self.facts.folder)
-        if len(present) >= len(extras.poster.frames) or (final and present):
-            try:
-                stamps = {path: FileStamp.of(path) for path in present}
-            except OSError:
-                return  # being removed (a failed attempt): later
-            self.facts.candidates = await analyze_all(self.facts.folder, self._ffmpeg)
-            self.facts.candidate_stamps = stamps
 
 
 _KEPT: OrderedDict[Path, LadderFacts] = OrderedDict()

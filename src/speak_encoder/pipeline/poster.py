@@ -1,7 +1,7 @@
 """Choose the poster among the candidate frames the ladder's ffmpeg wrote (see :mod:`.extras`).
 
-Each candidate (``.poster-N.jpg``, ≤ 1280 px, a few hundred KB) is described by one tiny ffmpeg
-run on the JPEG itself — never on the source — with ``signalstats`` (mean luma ``YAVG``, the
+The candidates (``.poster-N.jpg``, ≤ 1280 px, a few hundred KB each) are described by one small
+ffmpeg run over those JPEGs — never over the source — with ``signalstats`` (mean luma ``YAVG``, the
 10th/90th percentiles ``YLOW``/``YHIGH``) and ``blurdetect`` (``lavfi.blur``: higher = blurrier).
 A frame is *usable* when it is neither black nor washed out and has some contrast (a fade is
 dark or flat); the sharpest usable one wins. When none is usable (a video that is black
@@ -18,7 +18,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from speak_encoder.pipeline.extras import POSTER_CANDIDATE_GLOB, POSTER_NAME
+from speak_encoder.pipeline.extras import (
+    POSTER_CANDIDATE_GLOB,
+    POSTER_CANDIDATE_PATTERN,
+    POSTER_NAME,
+)
 from speak_encoder.proc import run_capture
 
 #: Usable poster: mean luma (0–255) within these bounds (16 is video black) …
@@ -82,18 +86,30 @@ def parse_analysis(text: str, path: Path) -> Candidate | None:
         return None
 
 
-async def analyze(path: Path, ffmpeg: str) -> Candidate | None:
-    """Luma and blur of one candidate JPEG (None when ffmpeg cannot read it)."""
-    argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "jpeg_pipe"]
-    argv += ["-i", f"file:{path}", "-vf", "signalstats,blurdetect,metadata=mode=print:file=-"]
-    argv += ["-f", "null", "-"]
+def parse_frames(text: str, paths: list[Path]) -> list[Candidate]:
+    """Candidates from ffmpeg's ``metadata=print`` output over the numbered sequence."""
+    blocks = re.split(r"(?m)^frame:", text)[1:]
+    found = [parse_analysis(block, path) for block, path in zip(blocks, paths, strict=False)]
+    return [c for c in found if c is not None]
+
+
+async def analyze_all(folder: Path, ffmpeg: str) -> list[Candidate]:
+    """Luma and blur of every candidate: ONE small ffmpeg run over the numbered JPEGs.
+
+    Run after the encode (never beside it: each ffmpeg process costs tens of MB of RSS, and
+    memory is the point). A candidate ffmpeg cannot read is left out.
+    """
+    paths = candidate_paths(folder)
+    if not paths:
+        return []
+    argv = [ffmpeg, "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "image2"]
+    argv += ["-start_number", "0", "-i", str(folder / POSTER_CANDIDATE_PATTERN)]
+    argv += ["-vf", "signalstats,blurdetect,metadata=mode=print:file=-", "-f", "null", "-"]
     try:
         done = await run_capture(argv, timeout=ANALYSIS_TIMEOUT_S, max_output=ANALYSIS_MAX_OUTPUT)
     except TimeoutError:
-        return None
-    if done.returncode != 0:
-        return None
-    return parse_analysis(done.stdout.decode("utf-8", "replace"), path)
+        return []
+    return parse_frames(done.stdout.decode("utf-8", "replace"), paths)
 
 
 def choose(candidates: list[Candidate]) -> Candidate | None:
@@ -102,12 +118,6 @@ def choose(candidates: list[Candidate]) -> Candidate | None:
     if usable:
         return min(usable, key=lambda c: (c.blur, candidate_index(c.path)))
     return max(candidates, key=lambda c: (c.contrast, c.luma), default=None)
-
-
-async def analyze_all(folder: Path, ffmpeg: str) -> list[Candidate]:
-    paths = candidate_paths(folder)
-    found = await asyncio.gather(*(analyze(path, ffmpeg) for path in paths))
-    return [c for c in found if c is not None]
 
 
 def keep(folder: Path, chosen: Path | None) -> Path | None:
@@ -123,14 +133,10 @@ def keep(folder: Path, chosen: Path | None) -> Path | None:
     return target if target.exists() else None
 
 
-async def make_poster(
-    folder: Path, ffmpeg: str, candidates: list[Candidate] | None = None
-) -> Path | None:
-    """Pick the poster among the candidates in ``folder`` (analysed now unless given)."""
-    if candidates is None or {c.path for c in candidates} != set(candidate_paths(folder)):
-        candidates = await analyze_all(folder, ffmpeg)
-    chosen = choose(candidates)
+async def make_poster(folder: Path, ffmpeg: str) -> Path | None:
+    """Pick the poster among the candidates in ``folder``; the others are deleted."""
+    chosen = choose(await analyze_all(folder, ffmpeg))
     return await asyncio.to_thread(keep, folder, chosen.path if chosen else None)
 
 
-__all__ = ["Candidate", "analyze", "analyze_all", "choose", "make_poster", "parse_analysis"]
+__all__ = ["Candidate", "analyze_all", "choose", "make_poster", "parse_analysis", "parse_frames"]
