@@ -16,7 +16,7 @@ from speak_encoder.pipeline.m3u8 import (
     format_media_playlist,
     parse_media_playlist,
 )
-from speak_encoder.pipeline.poster import Candidate, choose, parse_analysis
+from speak_encoder.pipeline.poster import Candidate, choose, parse_analysis, parse_frames
 from speak_encoder.pipeline.storyboard import (
     StoryboardError,
     check_coverage,
@@ -154,3 +154,12 @@ def test_poster_choice() -> None:
     )
     assert parsed == Candidate(Path(".poster-0.jpg"), 128.5, 31.0, 224.0, 4.73)
     assert parse_analysis("lavfi.blur=1\n", Path("x")) is None
+    text = "".join(
+        f"frame:{i} pts:{i}\nlavfi.signalstats.YLOW=20\nlavfi.signalstats.YAVG={y}\n"
+        f"lavfi.signalstats.YHIGH=200\nlavfi.blur={b}\n"
+        for i, (y, b) in enumerate([(16, 1.0), (120, 3.0)])
+    )
+    paths = [Path(".poster-0.jpg"), Path(".poster-1.jpg")]
+    assert [(c.path, c.luma, c.blur) for c in parse_frames(text, paths)] == [
+        (paths[0], 16.0, 1.0), (paths[1], 120.0, 3.0)
+    ]  # fmt: skip
