@@ -50,7 +50,12 @@ test: test-deps lint
 unit: setup
 	$(VENV)/bin/pytest -m "not slow"
 
+# imageio-ffmpeg: a static ffmpeg with libvmaf for bench/quality.py only (never a node dependency).
+BENCH_VMAF := imageio-ffmpeg==0.8.1
+
 bench: test-deps
+	@$(PY) -c 'import imageio_ffmpeg' 2>/dev/null || \
+	  $(PY) -m pip install -q --disable-pip-version-check $(BENCH_VMAF)
 	$(PY) bench/run_all.py
 
 # Regenerate the lock file from pyproject.toml (needs the package index).

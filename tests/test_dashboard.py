@@ -179,8 +179,21 @@ def test_complete_result_keeps_only_cid_and_durations(secured: Any) -> None:
               "duration": 3.0, "elapsed_seconds": 1.5}  # fmt: skip
     assert node.store.complete(job_id, node.node, result)
     [job] = (client.get("/api/state")).json()["recent"]
-    assert job["result"] == {"cid": CID, "duration": 3.0, "elapsed_seconds": 1.5}
-    assert job["playable"] is True
+    assert job["result"] == {
+        "cid": CID, "duration": 3.0, "elapsed_seconds": 1.5, "thumbnail": None
+    }  # fmt: skip
+    assert job["playable"] is True and job["poster"] is None
+
+
+def test_a_poster_is_shown_from_the_local_store(secured: Any) -> None:
+    node, client = secured
+    job_id = submit(node, "https://example.com/v.mp4", kind=SourceKind.DIRECT)
+    assert node.store.claim(node.node, lease_seconds=60) is not None
+    thumbnail = f"ipfs://{CID}/thumbnail.jpg"
+    assert node.store.complete(job_id, node.node, {"cid": CID, "thumbnail": thumbnail})
+    [job] = (client.get("/api/state")).json()["recent"]
+    assert job["result"]["thumbnail"] == thumbnail
+    assert job["poster"] == f"/store/{CID}/thumbnail.jpg"
 
 
 # --- the event stream ------------------------------------------------------------------------

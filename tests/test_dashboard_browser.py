@@ -157,7 +157,37 @@ def test_finished_job_plays_in_the_page(
     screenshot(chrome, "dashboard-player")
     assert console_errors(chrome) == []
 
+    # the poster is shown in the row and on the player, from the local store
+    poster = chrome.execute_script(f"return {video}.poster")
+    assert poster.endswith(f"/store/{job.result['cid']}/thumbnail.jpg"), poster
+    loaded = "return document.querySelector(\"#recent tr[data-job='%s'] img.poster\").naturalWidth"
+    wait(lambda: chrome.execute_script(loaded % job_id) == 640, 10, "the poster image")
+
     # the node goes away: the page says so (EventSource keeps trying by itself)
     node.stop()
     conn = "return document.getElementById('conn').dataset.state"
     wait(lambda: chrome.execute_script(conn) == "reconnecting", 15, "the reconnecting state")
+
+
+def test_every_level_of_a_ladder_with_iframe_playlists_plays(
+    chrome: Any, live_node: Callable[..., LiveNode], sample: Callable[[str], Path]
+) -> None:
+    """hls.js reads a master playlist with #EXT-X-I-FRAME-STREAM-INF and plays each level."""
+    node = live_node()
+    job_id = node.submit(str(sample("hd720")))
+    job = node.wait_for(job_id, {JobState.COMPLETE, JobState.FAILED}, timeout=120)
+    assert job.state is JobState.COMPLETE, job.error
+    manifest = node.settings.data_dir / "store" / str(job.result["cid"]) / "manifest.m3u8"
+    assert manifest.read_text().count("#EXT-X-I-FRAME-STREAM-INF") == 2
+    open_live(chrome, node)
+    click_in_row(chrome, job_id, "button.act-play")
+    video = "document.getElementById('player')"
+    wait(lambda: chrome.execute_script(f"return {video}.dataset.levels") == "2", 20, "2 levels")
+    for level in (0, 1):
+        chrome.execute_script(f"{video}.hlsPlayer.currentLevel = {level}")
+        played = f"return {video}.dataset.levelsPlayed.split(',')"
+        wait(lambda: str(level) in chrome.execute_script(played), 30, f"level {level}")  # noqa: B023
+        error = chrome.execute_script(f"return {video}.dataset.error")
+        assert not error, error
+    wait(lambda: chrome.execute_script(f"return {video}.currentTime") > 0.5, 20, "playback")
+    assert console_errors(chrome) == []

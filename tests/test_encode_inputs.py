@@ -101,9 +101,12 @@ def test_input_encodes_to_a_valid_ladder(
         assert video.get("sample_aspect_ratio", "1:1") in ("1:1", "0:1")
         assert audio["sample_rate"] == "48000" and audio["channels"] == 2
         assert audio["profile"] == "LC"
+    extras = ["storyboard.jpg", "storyboard.vtt", "thumbnail.jpg"]
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["manifest.m3u8", *[r.name for r in result.renditions]]
+        ["manifest.m3u8", *extras, *[r.name for r in result.renditions]]
     )
+    for rendition in result.renditions:  # trick play for every rung
+        assert (out / rendition.name / "iframes.m3u8").is_file()
     assert_no_leftovers(settings)
 
 

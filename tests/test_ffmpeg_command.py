@@ -15,7 +15,7 @@ from speak_encoder.pipeline.ffmpeg import (
     explain_failure,
     filter_graph,
 )
-from speak_encoder.pipeline.ladder import load_ladder
+from speak_encoder.pipeline.ladder import Ladder, load_ladder, parse_ladder
 from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
 from speak_encoder.pipeline.probe import AudioStream, MediaInfo, VideoStream
 
@@ -29,6 +29,8 @@ def plan_for(
     hdr: bool = False,
     short: bool = False,
     duration: float = 120.0,
+    extras: bool = True,
+    ladder: Ladder | None = None,
 ) -> EncodePlan:
     info = MediaInfo(
         "mov,mp4",
@@ -40,7 +42,7 @@ def plan_for(
         1 if audio else 0,
         3,
     )  # fmt: skip
-    return plan_encode(info, EncodeOptions(short=short), load_ladder())
+    return plan_encode(info, EncodeOptions(short=short, extras=extras), ladder or load_ladder())
 
 
 def option(args: list[str], name: str) -> str:
@@ -51,32 +53,83 @@ def test_one_process_decodes_once_and_maps_every_rung() -> None:
     args = build_command(plan_for(), Path("/in/src.mp4"), Path("/w/out"), EncoderTuning())
     assert args.count("-i") == 1 and option(args, "-i") == "file:/in/src.mp4"
     graph = option(args, "-filter_complex")
-    assert graph.startswith("[0:2]fps=30,split=3[s0][s1][s2]")
+    assert graph.startswith("[0:2]fps=30,split=5[s0][s1][s2][xp][xs]")
     assert "[s0]scale=1920:1080:flags=bicubic,setsar=1,format=yuv420p[v0]" in graph
     assert "[s2]scale=854:480:flags=bicubic,setsar=1,format=yuv420p[v2]" in graph
     assert "[0:5]aresample=48000" in graph and "asplit=3[a0][a1][a2]" in graph
     maps = [args[i + 1] for i, a in enumerate(args) if a == "-map"]
-    assert maps == ["[v0]", "[a0]", "[v1]", "[a1]", "[v2]", "[a2]"]
+    assert maps[:6] == ["[v0]", "[a0]", "[v1]", "[a1]", "[v2]", "[a2]"]
     assert (
         option(args, "-var_stream_map") == "v:0,a:0,name:1080p v:1,a:1,name:720p v:2,a:2,name:480p"
     )
     assert option(args, "-master_pl_name") == "manifest.m3u8"
-    assert args[-1] == "/w/out/%v/index.m3u8"
+    assert "/w/out/%v/index.m3u8" in args
     assert option(args, "-hls_segment_filename") == "/w/out/%v/seg_%d.ts"
+
+
+def test_without_extras_the_graph_is_the_ladder_alone() -> None:
+    args = build_command(plan_for(extras=False), Path("/in/s.mp4"), Path("/w/out"), EncoderTuning())
+    graph = option(args, "-filter_complex")
+    assert graph.startswith("[0:2]fps=30,split=3[s0][s1][s2];")
+    assert "select" not in graph and "tile" not in graph
+    assert args[-1] == "/w/out/%v/index.m3u8" and "mjpeg" not in args
+
+
+def test_extras_are_two_more_outputs_of_the_same_decode() -> None:
+    args = build_command(plan_for(duration=600), Path("/in/s.mp4"), Path("/w/out"),
+                         EncoderTuning())  # fmt: skip
+    assert args.count("-i") == 1
+    graph = option(args, "-filter_complex")
+    poster = next(c for c in graph.split(";") if c.startswith("[xp]"))
+    assert poster.startswith("[xp]select='eq(n\\,0)+") and "scale=1280:720" in poster
+    story = next(c for c in graph.split(";") if c.startswith("[xs]"))
+    assert "select='not(mod(n\\,180))*lt(n\\,18000)'" in story  # one every 6 s, 100 tiles
+    assert "scale=160:90" in story and "tile" not in story  # tiled after the encode
+    maps = [args[i + 1] for i, a in enumerate(args) if a == "-map"]
+    assert maps[-2:] == ["[poster]", "[story]"]
+    assert args.count("-atomic_writing") == 2 and args.count("passthrough") == 2
+    assert "/w/out/.poster-%d.jpg" in args and args[-1] == "/w/out/.storyboard-%d.jpg"
+
+
+def test_extras_leave_before_the_upload_on_hardware() -> None:
+    graph = filter_graph(plan_for(), tonemap_available=True, encoder="h264_vaapi")
+    assert graph.startswith("[0:2]fps=30,split=3[hw][xp][xs];[hw]format=nv12,hwupload,split=3")
 
 
 def test_gop_segments_and_hls_flags() -> None:
     args = build_command(plan_for(fps=Fraction(30000, 1001)), Path("s"), Path("o"),
                          EncoderTuning())  # fmt: skip
-    assert option(args, "-g") == "60" and option(args, "-keyint_min") == "60"
-    assert option(args, "-sc_threshold") == "0"
-    assert option(args, "-force_key_frames") == "expr:gte(t,n_forced*2)"
+    # The defaults: an IDR forced at every segment boundary (6 s), scene-cut IDRs between,
+    # x264's own keyint past the forced interval (no spurious IDR right before a forced one).
+    assert option(args, "-g") == "360" and option(args, "-keyint_min") == "30"
+    assert option(args, "-sc_threshold") == "40"
+    assert option(args, "-force_key_frames") == "expr:gte(t,n_forced*6)"
     assert option(args, "-hls_time") == "6"
     assert option(args, "-hls_playlist_type") == "vod"
     assert option(args, "-hls_list_size") == "0"
-    assert option(args, "-hls_flags") == "independent_segments"
+    assert option(args, "-hls_flags") == "independent_segments+temp_file"
     assert option(args, "-start_number") == "0"
     assert "fps=30000/1001" in option(args, "-filter_complex")
+
+
+def test_a_fixed_gop_without_scene_cuts_from_the_ladder_file() -> None:
+    ladder = parse_ladder(
+        '[x264]\nkeyframes = 2\nscenecut = 0\naq_mode = 3\ntune = "film"\npsy_rd = "1.00:0.15"\n'
+        '[[rung]]\nname="720p"\nheight=720\nvideo_kbps=2800\nmax_kbps=2996\n'
+        'buffer_kbps=4200\nprofile="high"\nlevel="4.0"\naudio_kbps=128\n'
+    )
+    args = build_command(plan_for(ladder=ladder), Path("s"), Path("o"), EncoderTuning())
+    assert option(args, "-g") == "60" and option(args, "-keyint_min") == "60"
+    assert option(args, "-sc_threshold") == "0"
+    assert option(args, "-force_key_frames") == "expr:gte(t,n_forced*2)"
+    assert option(args, "-aq-mode") == "3" and option(args, "-tune") == "film"
+    assert option(args, "-psy-rd") == "1.00:0.15"
+
+
+def test_hardware_keeps_a_fixed_two_second_gop() -> None:
+    args = build_command(plan_for(), Path("s"), Path("o"), EncoderTuning(), encoder="h264_vaapi")
+    assert option(args, "-g") == "60" and "-sc_threshold" not in args
+    assert option(args, "-force_key_frames") == "expr:gte(t,n_forced*2)"
 
 
 def test_rates_profiles_and_audio_come_from_the_ladder_table() -> None:

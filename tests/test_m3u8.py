@@ -58,7 +58,7 @@ def test_parse_ffmpeg_media_playlist() -> None:
         endlist=True,
     )
     assert playlist.duration == 8.0
-    uri, duration = playlist.segments[0]
+    uri, duration, _ = playlist.segments[0]
     assert (uri, duration) == ("seg_0.ts", 6.0)
 
 

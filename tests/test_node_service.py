@@ -73,6 +73,7 @@ def test_submit_then_run_completes_and_jobs_show_has_the_cid(
     assert shown["result"]["cid"] == result["cid"]
     assert shown["result"]["qualities_encoded"] == ["720p", "480p"]
     assert "/" not in json.dumps(shown["result"]["renditions"]), "no local paths in results"
+    assert shown["result"]["thumbnail"] == f"ipfs://{result['cid']}/thumbnail.jpg"
     assert node.terminate() == 0
 
 

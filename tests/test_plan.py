@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from fractions import Fraction
 
 import pytest
@@ -128,7 +129,37 @@ def test_frame_rate_and_gop(fps: Fraction, out: Fraction, gop: int) -> None:
     assert output_fps(fps) == out
     assert gop_frames(out) == gop
     plan = plan_encode(media(1280, 720, fps=fps), EncodeOptions(), LADDER)
-    assert plan.fps == out and plan.gop_frames == gop
+    # The built-in ladder forces an IDR at every segment boundary (6 s): the GOP is a segment.
+    assert plan.fps == out and plan.keyframe_seconds == 6 and plan.gop_frames == gop_frames(out, 6)
+    fixed = dataclasses.replace(LADDER, x264=dataclasses.replace(LADDER.x264, keyframes=2))
+    two = plan_encode(media(1280, 720, fps=fps), EncodeOptions(), fixed)
+    assert two.keyframe_seconds == 2 and two.gop_frames == gop
+
+
+@pytest.mark.parametrize(
+    ("interval", "duration", "expected"), [(4, 600, 2), (3, 600, 3), (5, 5000, 1), (12, 5000, 12)]
+)
+def test_a_fixed_keyframe_interval_divides_the_segment(
+    interval: int, duration: float, expected: int
+) -> None:
+    ladder = dataclasses.replace(LADDER, x264=dataclasses.replace(LADDER.x264, keyframes=interval))
+    plan = plan_encode(media(1280, 720, duration=duration), EncodeOptions(), ladder)
+    assert plan.keyframe_seconds == expected and plan.segment_seconds % expected == 0
+
+
+def test_keyframes_follow_a_changed_segment_length() -> None:
+    plan = plan_encode(media(1280, 720), EncodeOptions(), LADDER)
+    assert dataclasses.replace(plan, segment_seconds=2).keyframe_seconds == 2
+
+
+def test_extras_are_planned_unless_turned_off() -> None:
+    plan = plan_encode(media(1920, 1080, duration=600), EncodeOptions(), LADDER)
+    assert plan.extras is not None
+    assert plan.extras.poster.frames[0] == 0 and len(plan.extras.poster.frames) == 6
+    assert max(plan.extras.poster.frames) <= 60 * 30  # the first 10 % of 600 s
+    board = plan.extras.storyboard
+    assert board.count * board.interval >= 600 and board.count <= 100
+    assert plan_encode(media(1920, 1080), EncodeOptions(extras=False), LADDER).extras is None
 
 
 @pytest.mark.parametrize(

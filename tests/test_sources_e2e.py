@@ -48,6 +48,7 @@ def test_direct_api_job_to_signed_completion_webhook(
     assert body["qualities_encoded"] == ["720p", "480p"]  # the rungs really encoded
     assert body["video_url"] == f"ipfs://{body['manifest_cid']}/manifest.m3u8"
     assert body["manifest_cid"] == node.job(job_id).result["cid"]  # type: ignore[index]
+    assert body["thumbnail_url"] == f"ipfs://{body['manifest_cid']}/thumbnail.jpg"  # the poster
     assert completion.headers["x-api-key"] == "hook-key"
     assert completion.headers["user-agent"].startswith("speak-encoder/")
     assert completion.headers["idempotency-key"] == f"{job_id}:complete"

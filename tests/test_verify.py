@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import subprocess
 import time
 from pathlib import Path
 
@@ -66,8 +67,15 @@ def test_good_ladder_without_expected_duration(hls_ladder: Path) -> None:
 
 
 def test_thumbnail_at_the_root_is_allowed(hls_ladder_copy: Path) -> None:
-    (hls_ladder_copy / "thumbnail.jpg").write_bytes(b"\xff\xd8\xff")
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-f", "lavfi", "-i",
+         "testsrc2=size=64x36", "-frames:v", "1", str(hls_ladder_copy / "thumbnail.jpg")],
+        check=True,
+    )  # fmt: skip
     assert validate(hls_ladder_copy).ok
+    (hls_ladder_copy / "thumbnail.jpg").write_bytes(b"\xff\xd8\xff")  # a JPEG in name only
+    [violation] = only(validate(hls_ladder_copy), 6)
+    assert violation.where == "thumbnail.jpg" and "JPEG" in violation.message
 
 
 # --- check 1: playlist tags ----------------------------------------------------------------

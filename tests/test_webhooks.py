@@ -25,6 +25,7 @@ from speak_encoder.sources.webhooks import (
     OutboxDeliverer,
     ProgressThrottle,
     WebhookHooks,
+    completion_body,
     verify_signature,
 )
 from tests.support.webhook_fixtures import WebhookReceiver
@@ -159,6 +160,19 @@ def test_completion_webhook_matches_the_wire_format(
     assert not verify_signature("other-secret", headers["x-speak-signature"], got.body)
     assert not verify_signature(SECRET, headers["x-speak-signature"], got.body + b" ")
     assert store.outbox_counts()["delivered"] == 1
+
+
+def test_completion_webhook_names_the_poster_in_one_extra_field(
+    settings: Settings, store: JobStore
+) -> None:
+    job = running_job(store, settings, "http://127.0.0.1:9/hook")
+    plain = completion_body(job, RESULT, settings, now=1_700_000_000.0)
+    poster = f"ipfs://{ROOT}/thumbnail.jpg"
+    with_poster = completion_body(job, {**RESULT, "thumbnail": poster}, settings,
+                                  now=1_700_000_000.0)  # fmt: skip
+    assert list(with_poster) == [*plain, "thumbnail_url"]  # every existing field as it was
+    assert {k: v for k, v in with_poster.items() if k != "thumbnail_url"} == plain
+    assert with_poster["thumbnail_url"] == poster
 
 
 def test_unsigned_without_a_secret(

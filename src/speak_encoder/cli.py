@@ -59,7 +59,9 @@ def cmd_encode(args: argparse.Namespace, settings: Settings) -> int:
         rungs = args.rungs
     else:
         rungs = None  # the full ladder, as gateway jobs get
-    options = EncodeOptions(short=args.short, rungs=rungs)
+    options = EncodeOptions(
+        short=args.short, rungs=rungs, extras=settings.output_extras and not args.no_extras
+    )
     signal.signal(signal.SIGTERM, _terminate)
     with ProgressDisplay(enabled=not args.json and not args.quiet) as display:
         result = asyncio.run(encode(args.source, settings, options=options, out=args.out,
@@ -74,6 +76,8 @@ def cmd_encode(args: argparse.Namespace, settings: Settings) -> int:
             f"  {r.name:>6}  {r.width}x{r.height}  {r.frame_rate:g} fps  "
             f"{r.average_bandwidth / 1000:.0f} kb/s avg  {r.segments} segments  {r.codecs}"
         )
+    if result.thumbnail:
+        print(f"  poster {result.to_json()['thumbnail']}")
     print(f"Play it:  ffplay {result.manifest}")
     print(f"   or:    python3 -m http.server -d {result.folder} 8000  →  any HLS player")
     return EXIT_OK
@@ -136,6 +140,11 @@ def build_parser() -> argparse.ArgumentParser:
     group = enc.add_mutually_exclusive_group()
     group.add_argument("--premium", action="store_true", help="the full ladder (default)")
     group.add_argument("--rungs", type=_rungs, help="comma list of rungs, e.g. 720p,480p")
+    enc.add_argument(
+        "--no-extras",
+        action="store_true",
+        help="no poster, I-frame playlists or storyboard (OUTPUT_EXTRAS=false)",
+    )
     enc.add_argument("--json", action="store_true", help="print one JSON object, no progress")
     enc.add_argument("-q", "--quiet", action="store_true", help="no progress display")
     enc.add_argument("--preset", dest="encoder_preset", help="libx264 preset (ENCODER_PRESET)")

@@ -93,6 +93,8 @@ DEFAULT_X264_THREADS = 2
 DEFAULT_X264_LOOKAHEAD = 10
 #: Packets ffmpeg may buffer per output stream before it gives up (bounds its memory).
 DEFAULT_MAX_MUXING_QUEUE = 1024
+#: Poster (thumbnail.jpg), I-frame playlists and storyboard previews in every output folder.
+DEFAULT_OUTPUT_EXTRAS = True
 
 
 class Settings(BaseSettings):
@@ -133,6 +135,9 @@ class Settings(BaseSettings):
     x264_threads: int = Field(default=DEFAULT_X264_THREADS, ge=0, le=64)
     x264_rc_lookahead: int | None = Field(default=DEFAULT_X264_LOOKAHEAD, ge=0, le=250)
     max_muxing_queue: int = Field(default=DEFAULT_MAX_MUXING_QUEUE, ge=16, le=65536)
+    #: Poster, I-frame playlists and storyboard, made from the ladder's own decode
+    #: (``encode --no-extras`` turns them off for one encode).
+    output_extras: bool = DEFAULT_OUTPUT_EXTRAS
     hardware_acceleration: bool = True
     #: A hardware encoder that failed this many jobs in a row is not tried until re-detection.
     hw_broken_after: int = Field(default=3, ge=1, le=100)

@@ -78,6 +78,7 @@ class Work:
     duration: float = 0.0
     published: dict[str, Any] | None = None
     encoder: str | None = None
+    thumbnail: str | None = None  # poster file name in the folder, if one was made
 
 
 @dataclass
@@ -152,7 +153,9 @@ async def _plan(run: JobRun) -> dict[str, Any]:
     from speak_encoder.pipeline.plan import EncodeOptions, plan_encode
 
     assert run.work.info is not None
-    options = EncodeOptions(short=run.job.short, rungs=run.job.rungs)
+    options = EncodeOptions(
+        short=run.job.short, rungs=run.job.rungs, extras=run.settings.output_extras
+    )
     plan = plan_encode(run.work.info, options, load_ladder(run.settings.ladder_file))
     run.work.plan = plan
     return {
@@ -186,7 +189,7 @@ async def _encode(run: JobRun) -> dict[str, Any]:
 
 
 async def _verify(run: JobRun) -> dict[str, Any]:
-    from speak_encoder.pipeline.encode_job import renditions_of, root_cid, verify_ladder
+    from speak_encoder.pipeline.encode_job import poster_of, renditions_of, root_cid, verify_ladder
     from speak_encoder.storage.local_store import keep_folder
 
     assert run.work.plan is not None and run.work.out_dir is not None
@@ -197,11 +200,13 @@ async def _verify(run: JobRun) -> dict[str, Any]:
     run.work.cid, run.work.stored = cid, stored.path
     run.work.renditions = [asdict(r) for r in renditions_of(validation)]
     run.work.duration = run.work.plan.duration
+    run.work.thumbnail = poster_of(stored.path)
     return {
         "cid": cid,
         "stored": str(stored.path),
         "renditions": run.work.renditions,
         "duration": run.work.duration,
+        "thumbnail": run.work.thumbnail,
     }
 
 
@@ -233,6 +238,7 @@ async def _publish(run: JobRun) -> dict[str, Any]:
         "renditions": run.work.renditions,
         "duration": run.work.duration,
         "generation": run.job.generation,
+        "thumbnail": run.work.thumbnail,
     }
 
 
@@ -296,6 +302,7 @@ def result_of(work: Work) -> dict[str, Any]:
         "qualities_encoded": [r["name"] for r in work.renditions],
         "duration": work.duration,
         "published": work.published,
+        "thumbnail": f"ipfs://{work.cid}/{work.thumbnail}" if work.cid and work.thumbnail else None,
     }
 
 
@@ -339,6 +346,7 @@ def _restore_result(work: Work, data: dict[str, Any]) -> None:
     work.cid = str(data["cid"])
     work.renditions = list(data.get("renditions") or [])
     work.duration = float(data.get("duration") or 0.0)
+    work.thumbnail = data.get("thumbnail") or None
 
 
 async def _resume_point(run: JobRun, checkpoints: dict[Stage, Checkpoint]) -> int:

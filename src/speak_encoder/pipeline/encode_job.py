@@ -3,6 +3,12 @@
 Everything happens inside a per-job work folder under the configured work directory, which is
 always removed (success, failure, Ctrl-C). Only a folder that passes every validity check is
 moved to its destination.
+
+While ffmpeg runs, the finished segments are hashed and indexed (:mod:`.overlap`), so what
+follows the encode is short: the I-frame playlists from the IDR index, the poster from its
+candidates (one small ffmpeg run over them), the sprite and its WebVTT, the measured master
+playlist, the validity checks (segments already read are not read again) and the root CID
+(only files not hashed yet).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from speak_encoder.config import Settings
 from speak_encoder.errors import OutputInvalid, UsageError
 from speak_encoder.pipeline import events
 from speak_encoder.pipeline.events import Reporter, StageEvent
+from speak_encoder.pipeline.extras import POSTER_NAME, STORYBOARD_IMAGE, STORYBOARD_VTT
 from speak_encoder.pipeline.fetch import FetchProgress, fetch_source
 from speak_encoder.pipeline.ffmpeg import (
     MASTER_NAME,
@@ -31,11 +38,26 @@ from speak_encoder.pipeline.ffmpeg import (
     ffmpeg_info,
 )
 from speak_encoder.pipeline.hardware import HardwareReport, detect, encode_with_fallback
-from speak_encoder.pipeline.hls import RenditionStats, write_master_playlist
+from speak_encoder.pipeline.hls import (
+    RenditionStats,
+    load_media_playlist,
+    write_master_playlist,
+    write_text_atomic,
+)
+from speak_encoder.pipeline.iframes import IFRAME_PLAYLIST_NAME, entries_for, format_iframe_playlist
 from speak_encoder.pipeline.ladder import load_ladder
+from speak_encoder.pipeline.overlap import (
+    LadderFacts,
+    LadderWatcher,
+    keep_facts,
+    read_segment,
+    take_facts,
+)
 from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
+from speak_encoder.pipeline.poster import make_poster
 from speak_encoder.pipeline.probe import MediaInfo, probe
 from speak_encoder.pipeline.source import SourceRef, parse_source
+from speak_encoder.pipeline.storyboard import format_storyboard, make_sprite, storyboard_cues
 from speak_encoder.pipeline.verify import ValidationReport, format_report, validate_folder
 from speak_encoder.storage.local_store import keep_folder
 from speak_encoder.storage.unixfs import import_folder
@@ -64,6 +86,9 @@ class EncodeResult:
     cid: str | None
     ffmpeg_version: str
     elapsed_seconds: float
+    #: Poster and storyboard file names in the folder (None = not made: ``--no-extras``).
+    thumbnail: str | None = None
+    storyboard: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -74,7 +99,19 @@ class EncodeResult:
             "cid": self.cid,
             "ffmpeg_version": self.ffmpeg_version,
             "elapsed_seconds": round(self.elapsed_seconds, 3),
+            "thumbnail": cid_path(self.cid, self.thumbnail),
+            "storyboard": cid_path(self.cid, self.storyboard),
         }
+
+
+def cid_path(cid: str | None, name: str | None) -> str | None:
+    """``ipfs://<root CID>/<name>`` (how front ends address a file of the published folder)."""
+    return f"ipfs://{cid}/{name}" if cid and name else None
+
+
+def poster_of(folder: Path) -> str | None:
+    """The poster's file name if ``folder`` has one."""
+    return POSTER_NAME if (folder / POSTER_NAME).is_file() else None
 
 
 def default_destination(ref: SourceRef, cwd: Path | None = None) -> Path:
@@ -231,6 +268,8 @@ async def encode(
 
         report(StageEvent("store", detail="computing the root CID"))
         cid = await root_cid(out_dir)
+        thumbnail = poster_of(out_dir)
+        storyboard = STORYBOARD_VTT if (out_dir / STORYBOARD_VTT).is_file() else None
         if dest is None:
             stored = await asyncio.to_thread(keep_folder, out_dir, settings, cid=cid)
             dest = stored.path
@@ -252,6 +291,8 @@ async def encode(
         cid=cid,
         ffmpeg_version=ffmpeg.version,
         elapsed_seconds=time.monotonic() - started,
+        thumbnail=thumbnail,
+        storyboard=storyboard,
     )
 
 
@@ -274,18 +315,30 @@ async def encode_ladder(
     ffmpeg = await ffmpeg_info(settings.ffmpeg_path)
     tuning = tuning_from(settings)
     report = await hardware_report(settings) if settings.hardware_acceleration else None
-    return await encode_with_fallback(
-        plan,
-        source,
-        out_dir,
-        tuning,
-        hardware=report,
-        hardware_enabled=settings.hardware_acceleration,
-        cache_dir=settings.data_dir,
-        on_progress=on_progress,
-        tonemap_available=ffmpeg.has_zscale,
-        broken_after=settings.hw_broken_after,
-    )
+    watcher = LadderWatcher(out_dir, plan, settings.ffmpeg_path)
+    watching = asyncio.ensure_future(watcher.run())
+    try:
+        encoder = await encode_with_fallback(
+            plan,
+            source,
+            out_dir,
+            tuning,
+            hardware=report,
+            hardware_enabled=settings.hardware_acceleration,
+            cache_dir=settings.data_dir,
+            on_progress=on_progress,
+            tonemap_available=ffmpeg.has_zscale,
+            broken_after=settings.hw_broken_after,
+        )
+    except BaseException:
+        watching.cancel()
+        with contextlib.suppress(BaseException):
+            await watching
+        raise
+    watcher.stop()
+    await watching  # the segments written last, the poster candidates if not yet described
+    keep_facts(watcher.facts)
+    return encoder
 
 
 async def _inspect_tools(settings: Settings) -> FfmpegInfo:
@@ -315,23 +368,66 @@ async def hardware_report(settings: Settings, *, redetect: bool = False) -> Hard
     return _HARDWARE[key]
 
 
+async def finish_outputs(out_dir: Path, plan: EncodePlan, settings: Settings) -> LadderFacts:
+    """I-frame playlists, poster and storyboard WebVTT from what the encode left in ``out_dir``.
+
+    Uses the facts gathered while ffmpeg ran; after a restart (no facts) the segments are read
+    now. Without extras in the plan nothing is added.
+    """
+    facts = take_facts(out_dir)
+    if plan.extras is None:
+        return facts
+    durations = []
+    for rung in plan.names:
+        uri = f"{rung}/index.m3u8"
+        playlist = load_media_playlist(out_dir, uri)
+        frames = []
+        for segment in playlist.segments:
+            relative = f"{rung}/{segment.uri}"
+            known = facts.segment(relative)
+            if known is None:
+                known = await asyncio.to_thread(read_segment, out_dir / rung / segment.uri)
+                if known is None:
+                    raise OutputInvalid(f"{relative} is not a readable MPEG-TS segment")
+                facts.segments[relative] = known
+            frames.append(known.idr_frames)
+        text = format_iframe_playlist(entries_for(playlist.segments, frames), playlist.duration)
+        await asyncio.to_thread(write_text_atomic, out_dir / rung / IFRAME_PLAYLIST_NAME, text)
+        durations.append(playlist.duration)
+    await make_poster(out_dir, settings.ffmpeg_path)
+    tiles = await make_sprite(out_dir, plan.extras.storyboard, settings.ffmpeg_path)
+    if (out_dir / STORYBOARD_IMAGE).is_file() and durations:  # (tiled by an earlier run: 0)
+        cues = storyboard_cues(plan.extras.storyboard, max(durations), tiles or None)
+        await asyncio.to_thread(
+            write_text_atomic, out_dir / STORYBOARD_VTT, format_storyboard(cues)
+        )
+    return facts
+
+
 async def verify_ladder(out_dir: Path, plan: EncodePlan, settings: Settings) -> ValidationReport:
-    """Write the measured master playlist, then refuse any folder that fails a check."""
+    """Add the extras, write the measured master playlist, then refuse any folder that fails a
+    check."""
+    facts = await finish_outputs(out_dir, plan, settings)
     await write_master_playlist(out_dir, ffprobe=settings.ffprobe_path)
     validation = await validate_folder(
-        out_dir, expected_duration=plan.duration, ffprobe=settings.ffprobe_path
+        out_dir, expected_duration=plan.duration, ffprobe=settings.ffprobe_path, known=facts
     )
     if not validation.ok:
         raise _verification_error(validation, plan)
     truncated = _truncation_error(validation.renditions, plan)
     if truncated is not None:
         raise truncated
+    keep_facts(facts)  # for root_cid: the segments are hashed already
     return validation
 
 
 async def root_cid(folder: Path) -> str:
-    """The CIDv0 of ``folder`` as the network's wrapped upload gives it (streaming hash)."""
-    return str(await asyncio.to_thread(import_folder, folder))
+    """The CIDv0 of ``folder`` as the network's wrapped upload gives it (streaming hash).
+
+    Segments hashed while ffmpeg ran (and unchanged since) are not read again.
+    """
+    facts = take_facts(folder)
+    return str(await asyncio.to_thread(import_folder, folder, known=facts.entry_of))
 
 
 def renditions_of(validation: ValidationReport) -> list[RenditionResult]:

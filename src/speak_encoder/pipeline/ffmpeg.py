@@ -15,7 +15,15 @@ scales and encodes::
     [0:v] (tonemap) fps ─ format=nv12 ─ upload ─ split ─┬─ scale_cuda|scale_vaapi|scale_qsv ─►
                                                         └─ …      h264_nvenc|h264_vaapi|h264_qsv
 
-Rungs, GOP, forced keyframes, rate caps, audio and HLS options are identical to libx264's.
+Rungs, rate caps, audio and HLS options are identical to libx264's. Keyframes (the ladder's
+``[x264]`` table, chosen by measured quality per bit, bench/README.md): libx264 gets an IDR
+forced at every segment boundary (``-force_key_frames``, the same frames on every rung) and
+places scene-cut IDRs in between on its own; hardware encoders keep a forced IDR every
+:data:`~speak_encoder.pipeline.plan.GOP_SECONDS` without scene cuts (not measured here).
+
+With extras (:mod:`speak_encoder.pipeline.extras`) two more branches leave the same ``split``
+(before any upload) for the poster candidates and the storyboard sprite, written as JPEGs by
+two more outputs of the same process (``-fps_mode passthrough``: only the selected frames).
 """
 
 from __future__ import annotations
@@ -30,8 +38,13 @@ from fractions import Fraction
 from pathlib import Path
 
 from speak_encoder.errors import EncodeError, ResourceError
+from speak_encoder.pipeline.extras import (
+    POSTER_CANDIDATE_PATTERN,
+    STORYBOARD_THUMB_PATTERN,
+    ExtrasPlan,
+)
 from speak_encoder.pipeline.ladder import RungSpec
-from speak_encoder.pipeline.plan import GOP_SECONDS, EncodePlan
+from speak_encoder.pipeline.plan import GOP_SECONDS, EncodePlan, gop_frames
 from speak_encoder.proc import run_capture, start, stop
 
 #: Name of the master playlist the front ends load.
@@ -59,6 +72,12 @@ HARDWARE_ENCODERS = (NVENC, QSV, VAAPI)
 DEFAULT_RENDER_NODE = "/dev/dri/renderD128"
 #: B-frames per rung on hardware encoders (0 for the baseline profile, which has none).
 HW_B_FRAMES = 2
+#: With scene cuts, x264's keyint is this multiple of the forced-IDR interval (see
+#: :func:`x264_keyframes`); the forced IDRs still bound every GOP.
+X264_KEYINT_FACTOR = 2
+#: JPEG quality of the poster and the storyboard thumbnails (mjpeg ``-q:v``: 2 best … 31).
+POSTER_JPEG_QUALITY = 2
+STORYBOARD_JPEG_QUALITY = 3
 #: Frames the QSV upload pool keeps beyond the filter's needs (the encoder holds references).
 QSV_EXTRA_HW_FRAMES = 64
 #: libx264 speed preset → NVENC preset (p1 fastest … p7 best); NVENC leans to quality.
@@ -148,15 +167,28 @@ def filter_graph(
     """
     check_encoder(encoder)
     count = len(plan.renditions)
+    extras = plan.extras
     video = [f"[0:{plan.video_index}]"]
     if plan.tonemap and tonemap_available:
         video.append(TONEMAP_CHAIN + ",")
     video.append(f"fps={_fps_text(plan.fps)},")
+    chains = []
+    if extras is not None and encoder != SOFTWARE_ENCODER:
+        # Extras leave in system memory, before the one upload.
+        chains.append("".join(video) + "split=3[hw][xp][xs]")
+        video = ["[hw]"]
     if encoder != SOFTWARE_ENCODER:
         video.append(_upload(encoder) + ",")
-    video.append(f"split={count}")
-    video.extend(f"[s{i}]" for i in range(count))
-    chains = ["".join(video)]
+    if extras is not None and encoder == SOFTWARE_ENCODER:
+        video.append(f"split={count + 2}")
+        video.extend(f"[s{i}]" for i in range(count))
+        video.append("[xp][xs]")
+    else:
+        video.append(f"split={count}")
+        video.extend(f"[s{i}]" for i in range(count))
+    chains.append("".join(video))
+    if extras is not None:
+        chains += extras_chains(extras)
     for i, rung in enumerate(plan.renditions):
         chains.append(f"[s{i}]{_scaler(encoder, rung.width, rung.height)}[v{i}]")
     audio_in = f"[0:{plan.audio_index}]" if plan.audio_index is not None else "[1:a]"
@@ -166,6 +198,78 @@ def filter_graph(
         f"asplit={count}{outs}"
     )
     return ";".join(chains)
+
+
+def extras_chains(extras: ExtrasPlan) -> list[str]:
+    """Filter chains of the poster candidates (``[poster]``) and the storyboard thumbnails
+    (``[story]``).
+
+    Each selects its few frames first, so only those are scaled. The candidates are renumbered
+    (``setpts=N``): ffmpeg's progress is the latest time stamp of any output, and candidates
+    from the first 10 % must not make the encode look that far along at its start.
+    """
+    poster, board = extras.poster, extras.storyboard
+    picks = "+".join(f"eq(n\\,{n})" for n in poster.frames)
+    limit = board.every_frames * board.count
+    return [
+        f"[xp]select='{picks}',setpts=N,scale={poster.width}:{poster.height}:flags=bicubic,"
+        "setsar=1,format=yuvj420p[poster]",
+        f"[xs]select='not(mod(n\\,{board.every_frames}))*lt(n\\,{limit})',"
+        f"scale={board.tile_width}:{board.tile_height}:flags=bicubic,setsar=1,"
+        "format=yuvj420p[story]",
+    ]
+
+
+def extras_outputs(extras: ExtrasPlan, out_dir: Path, max_muxing_queue: int) -> list[str]:
+    """The two JPEG outputs: numbered poster candidates and storyboard thumbnails.
+
+    Both written atomically (``<name>.tmp`` renamed when complete), so a file that exists is
+    whole and can be looked at while ffmpeg still runs. Both get their first frame at the
+    video's first frame, so ffmpeg 5.1 starts its progress reports at once.
+    """
+    common = ["-fps_mode", "passthrough", "-c:v", "mjpeg", "-map_metadata", "-1"]
+    common += ["-max_muxing_queue_size", str(max_muxing_queue)]
+    return [
+        "-map", "[poster]", *common, "-q:v", str(POSTER_JPEG_QUALITY),
+        "-frames:v", str(len(extras.poster.frames)),
+        "-f", "image2", "-atomic_writing", "1", "-start_number", "0",
+        str(out_dir / POSTER_CANDIDATE_PATTERN),
+        "-map", "[story]", *common, "-q:v", str(STORYBOARD_JPEG_QUALITY),
+        "-frames:v", str(extras.storyboard.count),
+        "-f", "image2", "-atomic_writing", "1", "-start_number", "0",
+        str(out_dir / STORYBOARD_THUMB_PATTERN),
+    ]  # fmt: skip
+
+
+def x264_keyframes(plan: EncodePlan) -> list[str]:
+    """GOP and keyframe options of libx264: forced IDRs (aligned on every rung) + scene cuts."""
+    gop = plan.gop_frames
+    scenecut = plan.x264.scenecut
+    if scenecut:
+        # x264 may add an IDR at a scene change once 1 s has passed since the last. Its own
+        # keyint is set past the forced interval: x264 makes scene cuts easier the closer a
+        # GOP gets to keyint, which with keyint = the forced interval puts spurious IDRs one
+        # frame before the forced ones (measured on noisy 720p).
+        keyint, keyint_min = X264_KEYINT_FACTOR * gop, min(gop, max(1, round(plan.fps)))
+    else:
+        keyint, keyint_min = gop, gop
+    args = ["-g", str(keyint), "-keyint_min", str(keyint_min), "-sc_threshold", str(scenecut)]
+    args += ["-force_key_frames", f"expr:gte(t,n_forced*{plan.keyframe_seconds})"]
+    return args
+
+
+def x264_tuning(plan: EncodePlan) -> list[str]:
+    """Tune, AQ and psy options of the ladder's ``[x264]`` table (None = the preset's own)."""
+    x264, args = plan.x264, []
+    if x264.tune is not None:
+        args += ["-tune", x264.tune]
+    if x264.aq_mode is not None:
+        args += ["-aq-mode", str(x264.aq_mode)]
+    if x264.aq_strength is not None:
+        args += ["-aq-strength", f"{x264.aq_strength:g}"]
+    if x264.psy_rd is not None:
+        args += ["-psy-rd", x264.psy_rd]
+    return args
 
 
 def level_idc(level: str) -> str:
@@ -199,8 +303,8 @@ def _hardware_inputs(encoder: str, device: str | None) -> list[str]:
 
 
 def _hardware_video(encoder: str, plan: EncodePlan, tuning: EncoderTuning) -> list[str]:
-    """Codec options of a hardware ``encoder`` (rate control ≈ capped CRF, GOP as software)."""
-    gop = str(plan.gop_frames)
+    """Codec options of a hardware ``encoder`` (rate control ≈ capped CRF, fixed GOP)."""
+    gop = str(gop_frames(plan.fps, GOP_SECONDS))
     args = ["-c:v", encoder]
     if encoder == NVENC:
         # Constant quality capped by each rung's -maxrate/-bufsize (-b:v 0: no average target).
@@ -279,10 +383,9 @@ def build_command(
         for i, rung in enumerate(plan.renditions):
             args += _hardware_rung(encoder, i, rung.spec)
     else:
-        gop = str(plan.gop_frames)
         args += ["-c:v", "libx264", "-preset", tuning.preset, "-crf", str(tuning.crf)]
-        args += ["-g", gop, "-keyint_min", gop, "-sc_threshold", "0"]
-        args += ["-force_key_frames", f"expr:gte(t,n_forced*{GOP_SECONDS})"]
+        args += x264_keyframes(plan)
+        args += x264_tuning(plan)
         args += ["-pix_fmt", "yuv420p"]
         if tuning.x264_threads:
             args += ["-threads:v", str(tuning.x264_threads)]
@@ -305,7 +408,7 @@ def build_command(
         "-hls_time", str(plan.segment_seconds),
         "-hls_playlist_type", "vod",
         "-hls_list_size", "0",
-        "-hls_flags", "independent_segments",
+        "-hls_flags", "independent_segments+temp_file",
         "-hls_segment_type", "mpegts",
         "-start_number", "0",
         "-hls_segment_filename", str(out_dir / "%v" / SEGMENT_PATTERN),
@@ -313,6 +416,8 @@ def build_command(
         "-var_stream_map", stream_map,
         str(out_dir / "%v" / MEDIA_NAME),
     ]  # fmt: skip
+    if plan.extras is not None:
+        args += extras_outputs(plan.extras, out_dir, tuning.max_muxing_queue)
     return args
 
 

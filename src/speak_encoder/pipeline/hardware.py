@@ -49,6 +49,7 @@ from speak_encoder.errors import (
     ResourceError,
     SpeakEncoderError,
 )
+from speak_encoder.pipeline.extras import POSTER_CANDIDATE_GLOB, STORYBOARD_THUMB_GLOB
 from speak_encoder.pipeline.ffmpeg import (
     DEFAULT_RENDER_NODE,
     HARDWARE_ENCODERS,
@@ -418,6 +419,18 @@ async def clip_and_plan(
     return clip, dataclasses.replace(plan, segment_seconds=GOP_SECONDS)
 
 
+def _take_extras(out_dir: Path) -> str | None:
+    """Remove the poster candidates and storyboard of a test encode; what is missing, if any."""
+    candidates = list(out_dir.glob(POSTER_CANDIDATE_GLOB))
+    thumbnails = list(out_dir.glob(STORYBOARD_THUMB_GLOB))
+    missing = None if candidates else "poster candidates"
+    if not thumbnails:
+        missing = missing or "storyboard thumbnails"
+    for path in [*candidates, *thumbnails]:
+        path.unlink(missing_ok=True)
+    return missing
+
+
 async def try_encoder(
     encoder: str,
     clip: Path,
@@ -432,7 +445,12 @@ async def try_encoder(
     """Encode ``clip`` with ``encoder`` as a job would and validate it (None = it works)."""
     argv = build_command(plan, clip, out_dir, tuning, encoder=encoder, device=render_node)
     try:
+        await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
         await asyncio.wait_for(run_ffmpeg(argv, duration=plan.duration), timeout)
+        if plan.extras is not None:
+            missing = await asyncio.to_thread(_take_extras, out_dir)
+            if missing:
+                return f"the test encode made no {missing}"
         await write_master_playlist(out_dir, ffprobe=ffprobe)
         report = await validate_folder(out_dir, expected_duration=plan.duration, ffprobe=ffprobe)
     except TimeoutError:
@@ -607,6 +625,8 @@ async def _run(
         tonemap_available=tonemap_available, encoder=encoder, device=device,
     )  # fmt: skip
     log.debug("ffmpeg command (%s): %s", encoder, argv)
+    # The poster/storyboard outputs may open before the HLS muxer creates the folder.
+    await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
     await run_ffmpeg(argv, duration=plan.duration, on_progress=on_progress)
     if verify is not None:
         await verify(out_dir)

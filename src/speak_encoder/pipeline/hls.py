@@ -21,6 +21,10 @@ Bitrates follow Apple's HLS authoring definitions, used identically by the valid
 
 Both are rounded up to whole bits per second. Segment contents are never read, except for the
 bounded bitstream scan of each rung's first segment.
+
+A rung with an I-frame playlist (``<rung>/iframes.m3u8``, :mod:`.iframes`) also gets an
+``#EXT-X-I-FRAME-STREAM-INF`` measured the same way from its byte ranges (BANDWIDTH = peak,
+AVERAGE-BANDWIDTH) with the rung's video CODECS and RESOLUTION.
 """
 
 from __future__ import annotations
@@ -59,6 +63,10 @@ MAX_PLAYLIST_BYTES = 4 * 1024 * 1024
 FFPROBE_TIMEOUT_S = 60.0
 #: Bytes of ffprobe output accepted (its JSON for one stream is a few hundred bytes).
 FFPROBE_MAX_OUTPUT = 256 * 1024
+#: Name of a rung's I-frame playlist (pipeline.iframes.IFRAME_PLAYLIST_NAME).
+IFRAME_PLAYLIST_NAME = "iframes.m3u8"
+#: ffprobe results kept per (segment, size, mtime): the writer and the validator ask twice.
+PROBE_CACHE_SIZE = 64
 #: Bounds of the run of segments the peak bitrate is measured over, in target durations.
 PEAK_WINDOW_MIN = 0.5
 PEAK_WINDOW_MAX = 1.5
@@ -234,8 +242,31 @@ def parse_ffprobe_video(output: bytes, *, where: str) -> VideoInfo:
     return VideoInfo(width, height, rate)
 
 
+_PROBED: dict[tuple[str, str, int, int, int], VideoInfo] = {}
+
+
 async def probe_video(segment: Path, *, ffprobe: str, where: str) -> VideoInfo:
-    """Run ffprobe on one segment; failures become OutputInvalid / EncodeError."""
+    """Run ffprobe on one segment; failures become OutputInvalid / EncodeError.
+
+    A result is reused while the file is unchanged (same size, mtime and inode).
+    """
+    try:
+        st = os.stat(segment)
+    except OSError:
+        key = None
+    else:
+        key = (ffprobe, str(segment.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
+        if key in _PROBED:
+            return _PROBED[key]
+    info = await _run_probe(segment, ffprobe=ffprobe, where=where)
+    if key is not None:
+        while len(_PROBED) >= PROBE_CACHE_SIZE:
+            _PROBED.pop(next(iter(_PROBED)))
+        _PROBED[key] = info
+    return info
+
+
+async def _run_probe(segment: Path, *, ffprobe: str, where: str) -> VideoInfo:
     try:
         done = await run_capture(
             ffprobe_argv(ffprobe, segment), timeout=FFPROBE_TIMEOUT_S, max_output=FFPROBE_MAX_OUTPUT
@@ -343,14 +374,86 @@ def sort_highest_first(stats: Sequence[RenditionStats]) -> list[RenditionStats]:
 
 
 def build_master_playlist(
-    stats: Sequence[RenditionStats], *, version: int = MIN_MASTER_VERSION
+    stats: Sequence[RenditionStats],
+    *,
+    version: int = MIN_MASTER_VERSION,
+    iframes: Sequence[IframeStats] = (),
 ) -> MasterPlaylist:
-    """The master playlist of measured rungs, highest first."""
+    """The master playlist of measured rungs (and their I-frame playlists), highest first."""
+    by_uri = {i.rendition.uri: i for i in iframes}
+    ordered = sort_highest_first(stats)
     return MasterPlaylist(
-        variants=tuple(Variant(s.uri, stream_inf_attributes(s)) for s in sort_highest_first(stats)),
+        variants=tuple(Variant(s.uri, stream_inf_attributes(s)) for s in ordered),
         version=max(version, MIN_MASTER_VERSION),
         independent_segments=True,
+        iframe_streams=tuple(by_uri[s.uri].attributes() for s in ordered if s.uri in by_uri),
     )
+
+
+# --- I-frame playlists ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class IframeStats:
+    """One rung's I-frame playlist as measured from its byte ranges."""
+
+    rendition: RenditionStats
+    uri: str
+    bandwidth: int
+    average_bandwidth: int
+
+    def attributes(self) -> dict[str, str]:
+        """``#EXT-X-I-FRAME-STREAM-INF`` attributes."""
+        return {
+            "BANDWIDTH": str(self.bandwidth),
+            "AVERAGE-BANDWIDTH": str(self.average_bandwidth),
+            "CODECS": video_codec(self.rendition.codecs),
+            "RESOLUTION": self.rendition.resolution,
+            "URI": self.uri,
+        }
+
+
+def video_codec(codecs: str) -> str:
+    """The video part of a CODECS value (an I-frame playlist carries no audio)."""
+    return ",".join(c for c in codecs.split(",") if c.strip().startswith("avc"))
+
+
+def iframe_uri(rendition_uri: str) -> str:
+    return str(PurePosixPath(rendition_uri).parent / IFRAME_PLAYLIST_NAME)
+
+
+def measure_iframes(
+    playlist: MediaPlaylist, rendition: RenditionStats, uri: str
+) -> IframeStats | None:
+    """BANDWIDTH / AVERAGE-BANDWIDTH of an I-frame playlist (Apple's definitions)."""
+    ranges = [s for s in playlist.segments if s.byterange is not None]
+    if not ranges or len(ranges) != len(playlist.segments):
+        return None
+    sizes = [s.byterange[0] for s in ranges if s.byterange is not None]
+    durations = [s.duration for s in ranges]
+    if sum(durations) <= 0:
+        return None
+    target = playlist.target_duration or math.ceil(max(durations))
+    return IframeStats(
+        rendition,
+        uri,
+        peak_bitrate(sizes, durations, target),
+        average_bitrate(sizes, durations),
+    )
+
+
+def measure_ladder_iframes(folder: Path, stats: Sequence[RenditionStats]) -> list[IframeStats]:
+    """The I-frame playlists next to the measured rungs (rungs without one are skipped)."""
+    found = []
+    for rendition in stats:
+        uri = iframe_uri(rendition.uri)
+        if not folder.joinpath(*uri.split("/")).is_file():
+            continue
+        measured = measure_iframes(load_media_playlist(folder, uri), rendition, uri)
+        if measured is None:
+            raise OutputInvalid(f"{uri} is not an I-frame playlist of byte ranges")
+        found.append(measured)
+    return found
 
 
 def write_text_atomic(path: Path, text: str) -> None:
@@ -393,13 +496,18 @@ async def write_master_playlist(folder: Path, *, ffprobe: str = "ffprobe") -> li
         stats = await measure_ladder(folder, original, ffprobe=ffprobe)
     except ExceptionGroup as group:
         raise group.exceptions[0] from None
-    master = build_master_playlist(stats, version=original.version or MIN_MASTER_VERSION)
+    iframes = measure_ladder_iframes(folder, stats)
+    master = build_master_playlist(
+        stats, version=original.version or MIN_MASTER_VERSION, iframes=iframes
+    )
     write_text_atomic(folder / MASTER_PLAYLIST_NAME, format_master_playlist(master))
     return sort_highest_first(stats)
 
 
 __all__ = [
+    "IFRAME_PLAYLIST_NAME",
     "MASTER_PLAYLIST_NAME",
+    "IframeStats",
     "RenditionStats",
     "VideoInfo",
     "average_bitrate",

@@ -3,6 +3,8 @@
 Two kinds of playlist::
 
     MediaPlaylist   one rung: header tags + segments [(uri, duration)] + #EXT-X-ENDLIST
+                    (an I-frame playlist: #EXT-X-I-FRAMES-ONLY, each segment a
+                    #EXT-X-BYTERANGE of a media file)
     MasterPlaylist  the ladder: one Variant (uri, attributes) per #EXT-X-STREAM-INF
 
 Parsing is tolerant of CRLF line ends, a UTF-8 byte-order mark, blank lines and surrounding
@@ -44,10 +46,15 @@ class PlaylistSyntaxError(ValueError):
 
 
 class Segment(NamedTuple):
-    """One media segment: its URI (relative to the playlist) and its ``#EXTINF`` duration."""
+    """One media segment: its URI (relative to the playlist) and its ``#EXTINF`` duration.
+
+    ``byterange`` is ``(length, offset)`` of an ``#EXT-X-BYTERANGE`` sub-range (offsets that
+    the playlist leaves implicit are resolved: the byte after the previous range of the URI).
+    """
 
     uri: str
     duration: float
+    byterange: tuple[int, int] | None = None
 
 
 class Variant(NamedTuple):
@@ -72,6 +79,8 @@ class MediaPlaylist:
     map_uri: str | None = None
     #: Tags this module does not interpret, verbatim, in order of appearance.
     unknown_tags: tuple[str, ...] = ()
+    #: ``#EXT-X-I-FRAMES-ONLY``: every segment is one I-frame (a byte range).
+    iframes_only: bool = False
 
     @property
     def duration(self) -> float:
@@ -236,7 +245,17 @@ class _MediaHeader:
     independent_segments: bool = False
     endlist: bool = False
     map_uri: str | None = None
+    iframes_only: bool = False
     unknown: list[str] = field(default_factory=list)
+
+
+def _byterange(value: str, line: int) -> tuple[int, int | None]:
+    length_text, sep, offset_text = value.strip().partition("@")
+    if not length_text.isdigit() or (sep and not offset_text.isdigit()):
+        raise PlaylistSyntaxError(
+            f"#EXT-X-BYTERANGE needs <length>[@<offset>], got {value!r}", line
+        )
+    return int(length_text), int(offset_text) if sep else None
 
 
 def parse_media_playlist(text: str) -> MediaPlaylist:
@@ -244,12 +263,25 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
     header = _MediaHeader()
     segments: list[Segment] = []
     pending: tuple[int, float] | None = None
+    byterange: tuple[int, int | None] | None = None
+    range_ends: dict[str, int] = {}  # where the last range of each URI ended
     for number, line in _lines(text):
         if not line.startswith("#"):
             if pending is None:
                 raise PlaylistSyntaxError(f"segment URI {line[:60]!r} without #EXTINF", number)
-            segments.append(Segment(line, pending[1]))
-            pending = None
+            resolved = None
+            if byterange is not None:
+                length, offset = byterange
+                if offset is None:
+                    if line not in range_ends:
+                        raise PlaylistSyntaxError(
+                            "#EXT-X-BYTERANGE without an offset for a new URI", number
+                        )
+                    offset = range_ends[line]
+                resolved = (length, offset)
+                range_ends[line] = offset + length
+            segments.append(Segment(line, pending[1], resolved))
+            pending, byterange = None, None
             continue
         tag, value = _split_tag(line)
         if tag in _MASTER_ONLY:
@@ -258,6 +290,8 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
             if pending is not None:
                 raise PlaylistSyntaxError("two #EXTINF without a segment URI between", number)
             pending = (number, _extinf(value, number))
+        elif tag == "#EXT-X-BYTERANGE":
+            byterange = _byterange(value, number)
         else:
             _media_tag(header, tag, value, line, number)
     if pending is not None:
@@ -272,6 +306,7 @@ def parse_media_playlist(text: str) -> MediaPlaylist:
         endlist=header.endlist,
         map_uri=header.map_uri,
         unknown_tags=tuple(header.unknown),
+        iframes_only=header.iframes_only,
     )
 
 
@@ -290,6 +325,8 @@ def _media_tag(header: _MediaHeader, tag: str, value: str, line: str, number: in
         header.independent_segments = True
     elif tag == "#EXT-X-ENDLIST":
         header.endlist = True
+    elif tag == "#EXT-X-I-FRAMES-ONLY":
+        header.iframes_only = True
     elif tag == "#EXT-X-MAP":
         uri = parse_attributes(value, number).get("URI")
         if not uri:
@@ -373,11 +410,17 @@ def format_media_playlist(playlist: MediaPlaylist) -> str:
         lines.append(f"#EXT-X-PLAYLIST-TYPE:{playlist.playlist_type}")
     if playlist.independent_segments:
         lines.append("#EXT-X-INDEPENDENT-SEGMENTS")
+    if playlist.iframes_only:
+        lines.append("#EXT-X-I-FRAMES-ONLY")
     if playlist.map_uri is not None:
         lines.append(f"#EXT-X-MAP:{format_attributes({'URI': playlist.map_uri})}")
     lines += playlist.unknown_tags
     for segment in playlist.segments:
-        lines += [f"#EXTINF:{format_duration(segment.duration)},", segment.uri]
+        lines.append(f"#EXTINF:{format_duration(segment.duration)},")
+        if segment.byterange is not None:
+            length, offset = segment.byterange
+            lines.append(f"#EXT-X-BYTERANGE:{length}@{offset}")
+        lines.append(segment.uri)
     if playlist.endlist:
         lines.append("#EXT-X-ENDLIST")
     return _joined(lines)

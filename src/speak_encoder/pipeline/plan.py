@@ -8,20 +8,28 @@ Rules (encoding.md §2–3):
   requested rung gets one rung at its own (even) size, named after that size ("360p");
 * shorts: the lowest requested rung only (480p by default), first 60 seconds;
 * keep the source frame rate, halving anything above 60;
-* fixed 2 s GOP, identical on every rung; segments of 6 s (≤ 1 h), 12 s (≤ 4 h), longer
-  segments (a multiple of the GOP) beyond so no playlist exceeds 2000 segments.
+* keyframes (the ladder's ``[x264]`` table, chosen by measured quality per bit): an IDR forced
+  at every segment boundary, identical on every rung, plus x264's scene-cut IDRs in between
+  (``keyframes = "segment"``); or a fixed interval of forced IDRs (``keyframes = 2``). The
+  HLS muxer cuts at the first keyframe at or after each multiple of the segment length, which
+  is always the forced one, so extra scene-cut IDRs never move a boundary: rungs stay aligned;
+* segments of 6 s (≤ 1 h), 12 s (≤ 4 h), longer segments (a multiple of
+  :data:`GOP_SECONDS`) beyond so no playlist exceeds 2000 segments;
+* extras (poster, storyboard; :mod:`.extras`) unless the job turns them off.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 
-from speak_encoder.pipeline.ladder import Ladder, RungSpec
+from speak_encoder.pipeline.extras import ExtrasPlan, plan_extras
+from speak_encoder.pipeline.ladder import KEYFRAMES_AT_SEGMENTS, Ladder, RungSpec, X264Defaults
 from speak_encoder.pipeline.probe import MediaInfo
 
-#: Seconds between keyframes (the GOP), the unit every segment length is a multiple of.
+#: The unit every segment length is a multiple of (seconds), and the forced-IDR interval of
+#: hardware encoders (their scene-cut keyframes are off: see ``pipeline.ffmpeg``).
 GOP_SECONDS = 2
 #: Highest output frame rate; faster sources are halved until they fit.
 MAX_FPS = 60
@@ -39,6 +47,8 @@ class EncodeOptions:
 
     short: bool = False
     rungs: tuple[str, ...] | None = None
+    #: Poster and storyboard (``encode --no-extras`` / ``OUTPUT_EXTRAS=false`` turn them off).
+    extras: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,7 +63,6 @@ class Rendition:
 class EncodePlan:
     renditions: tuple[Rendition, ...]  # highest first
     fps: Fraction
-    gop_frames: int
     segment_seconds: int
     duration: float  # seconds of output expected
     limit_seconds: float | None  # -t for the input (shorts), None = whole source
@@ -61,10 +70,26 @@ class EncodePlan:
     audio_index: int | None  # None = generate a silent track
     tonemap: bool  # HDR → SDR
     source_fps: Fraction
+    #: Seconds between forced IDRs; None = at every segment boundary (and nowhere else).
+    keyframe_interval: int | None = None
+    #: x264 keyframe/tuning defaults of the ladder (scene-cut threshold, AQ, psy, tune).
+    x264: X264Defaults = field(default_factory=X264Defaults)
+    #: Poster + storyboard branches of the same decode; None = none.
+    extras: ExtrasPlan | None = None
 
     @property
     def names(self) -> list[str]:
         return [r.name for r in self.renditions]
+
+    @property
+    def keyframe_seconds(self) -> int:
+        """Seconds between two forced IDRs (the longest GOP)."""
+        return self.keyframe_interval or self.segment_seconds
+
+    @property
+    def gop_frames(self) -> int:
+        """The longest GOP in frames (x264 ``keyint``)."""
+        return gop_frames(self.fps, self.keyframe_seconds)
 
 
 def even(value: Fraction | float) -> int:
@@ -84,8 +109,8 @@ def output_fps(source: Fraction) -> Fraction:
     return fps
 
 
-def gop_frames(fps: Fraction) -> int:
-    return max(1, round(fps * GOP_SECONDS))
+def gop_frames(fps: Fraction, seconds: int = GOP_SECONDS) -> int:
+    return max(1, round(fps * seconds))
 
 
 def segment_seconds(duration: float) -> int:
@@ -125,15 +150,21 @@ def plan_encode(info: MediaInfo, options: EncodeOptions, ladder: Ladder) -> Enco
     length = min(info.video.duration or info.duration, info.duration)
     duration = min(length, SHORT_MAX_SECONDS) if options.short else length
     fps = output_fps(info.video.fps)
+    segment = segment_seconds(duration)
+    keyframes = ladder.x264.keyframes
+    # A fixed interval must divide the segment length (every segment starts on a forced IDR).
+    interval = None if keyframes == KEYFRAMES_AT_SEGMENTS else math.gcd(int(keyframes), segment)
     return EncodePlan(
         renditions=choose_rungs(info, requested),
         fps=fps,
-        gop_frames=gop_frames(fps),
-        segment_seconds=segment_seconds(duration),
+        segment_seconds=segment,
         duration=duration,
         limit_seconds=SHORT_MAX_SECONDS if options.short else None,
         video_index=info.video.index,
         audio_index=info.audio.index if info.audio else None,
         tonemap=info.video.is_hdr,
         source_fps=info.video.fps,
+        keyframe_interval=interval,
+        x264=ladder.x264,
+        extras=plan_extras(duration, fps, info.video.display_size) if options.extras else None,
     )

@@ -9,7 +9,14 @@ From the encoding spec, encoding.md §6 (Apple HLS authoring rules)::
     4  bitrates    measured peak ≤ 1.1 × BANDWIDTH, measured average within 10 % of
                    AVERAGE-BANDWIDTH (same definitions as the writer in ``hls``)
     5  codecs      CODECS, RESOLUTION, FRAME-RATE match the bitstream / ffprobe of the rung
-    6  contents    the folder holds exactly the files the playlists reference
+    6  contents    the folder holds exactly the files the playlists reference — plus, at the
+                   root, the poster thumbnail.jpg (a JPEG) and storyboard.vtt with the sprite
+                   its cues point into (storyboard.jpg; every cue inside it)
+
+I-frame playlists (``#EXT-X-I-FRAME-STREAM-INF``) are checked like media playlists: their tags
+(1), every byte range starts on a TS packet boundary and holds an IDR frame (2), BANDWIDTH /
+AVERAGE-BANDWIDTH against the measured ranges (4), CODECS / RESOLUTION against the rung (5).
+Storyboard cues must cover the video (3).
 
 A broken folder gives violations, never exceptions (a missing ffprobe binary still raises
 :class:`~speak_encoder.errors.ConfigError`). Memory stays bounded: segment sizes come from
@@ -27,6 +34,7 @@ from pathlib import Path, PurePosixPath
 
 from speak_encoder.errors import EncodeError, OutputInvalid
 from speak_encoder.pipeline import bitstream
+from speak_encoder.pipeline.extras import POSTER_NAME, STORYBOARD_VTT
 from speak_encoder.pipeline.hls import (
     MASTER_PLAYLIST_NAME,
     RenditionStats,
@@ -34,10 +42,22 @@ from speak_encoder.pipeline.hls import (
     join_uri,
     load_master_playlist,
     load_media_playlist,
+    measure_iframes,
     measure_rendition,
+    read_playlist_text,
     rung_name,
+    video_codec,
 )
+from speak_encoder.pipeline.iframes import check_range
+from speak_encoder.pipeline.jpeg import JpegError, read_jpeg_size
 from speak_encoder.pipeline.m3u8 import MasterPlaylist, MediaPlaylist, Variant, check_relative_uri
+from speak_encoder.pipeline.overlap import LadderFacts
+from speak_encoder.pipeline.storyboard import (
+    StoryboardError,
+    check_coverage,
+    check_cues,
+    parse_storyboard,
+)
 
 #: Names of the checks, by number (encoding.md §6).
 CHECK_NAMES = {
@@ -48,8 +68,11 @@ CHECK_NAMES = {
     5: "codecs, resolution, frame rate",
     6: "folder contents",
 }
-#: Files allowed at the root besides the playlists and segments.
-ALLOWED_ROOT_EXTRAS = frozenset({"thumbnail.jpg"})
+#: Files allowed at the root besides the playlists and segments (and the storyboard's sprite,
+#: which its WebVTT references).
+ALLOWED_ROOT_EXTRAS = frozenset({POSTER_NAME, STORYBOARD_VTT})
+#: Bytes of an I-frame byte range read to find its first frame (it starts within a few packets).
+IFRAME_CHECK_BYTES = 32 * 1024
 #: How far an #EXTINF may exceed the target duration (s).
 EXTINF_TOLERANCE_S = 0.5
 #: Measured peak may be at most this multiple of the declared BANDWIDTH.
@@ -150,22 +173,34 @@ def check_media_playlist(uri: str, playlist: MediaPlaylist, out: _Collector) -> 
 # --- check 2 -------------------------------------------------------------------------------
 
 
-def check_keyframes(folder: Path, uri: str, playlist: MediaPlaylist) -> list[Violation]:
-    """Check 2 (blocking; run in a thread): each existing segment starts with an IDR slice."""
+def check_keyframes(
+    folder: Path, uri: str, playlist: MediaPlaylist, known: LadderFacts | None = None
+) -> list[Violation]:
+    """Check 2 (blocking; run in a thread): each existing segment starts with an IDR slice.
+
+    ``known`` holds what the encoder learned reading the finished segments while ffmpeg ran;
+    a segment it read, unchanged since, is not read again.
+    """
     out = _Collector()
     base = folder.joinpath(*uri.split("/")).parent
     for segment in playlist.segments:
         if check_relative_uri(segment.uri) is not None:
             continue  # reported by check 6
         where = join_uri(uri, segment.uri)
-        try:
-            start = bitstream.scan_segment(base.joinpath(*segment.uri.split("/")), want_audio=False)
-        except FileNotFoundError:
-            continue  # reported by check 6
-        except (OSError, bitstream.BitstreamError) as exc:
-            out.add(2, where, f"is not a readable MPEG-TS segment: {exc}", group=uri)
-            continue
-        first = start.first_vcl_nal_type
+        facts = known.segment(where) if known is not None else None
+        if facts is not None:
+            first: int | None = facts.first_nal or None
+        else:
+            try:
+                start = bitstream.scan_segment(
+                    base.joinpath(*segment.uri.split("/")), want_audio=False
+                )
+            except FileNotFoundError:
+                continue  # reported by check 6
+            except (OSError, bitstream.BitstreamError) as exc:
+                out.add(2, where, f"is not a readable MPEG-TS segment: {exc}", group=uri)
+                continue
+            first = start.first_vcl_nal_type
         if first is None:
             out.add(2, where, "has no H.264 frame at its start", group=uri)
         elif first != bitstream.NAL_IDR:
@@ -176,6 +211,32 @@ def check_keyframes(folder: Path, uri: str, playlist: MediaPlaylist) -> list[Vio
                 "rungs here",
                 group=uri,
             )
+    return out.result()
+
+
+def check_iframe_ranges(folder: Path, uri: str, playlist: MediaPlaylist) -> list[Violation]:
+    """Check 2 of an I-frame playlist (blocking): every byte range is a whole IDR frame's start,
+    on a TS packet boundary."""
+    out = _Collector()
+    base = folder.joinpath(*uri.split("/")).parent
+    for number, segment in enumerate(playlist.segments, 1):
+        if check_relative_uri(segment.uri) is not None:
+            continue  # reported by check 6
+        where = f"{uri} entry {number} ({segment.uri})"
+        if segment.byterange is None:
+            out.add(2, where, "has no #EXT-X-BYTERANGE", group=uri)
+            continue
+        length, offset = segment.byterange
+        try:
+            problem = check_range(
+                base.joinpath(*segment.uri.split("/")), offset, length, max_bytes=IFRAME_CHECK_BYTES
+            )
+        except FileNotFoundError:
+            continue  # reported by check 6
+        except (OSError, bitstream.BitstreamError) as exc:
+            problem = f"cannot be read: {exc}"
+        if problem is not None:
+            out.add(2, where, problem, group=uri)
     return out.result()
 
 
@@ -300,6 +361,45 @@ def _parents(paths: Iterable[str]) -> set[str]:
     return folders
 
 
+def check_root_extras(
+    folder: Path, referenced: set[str], duration: float | None, out: _Collector
+) -> None:
+    """The poster must be a JPEG; the storyboard's sprite is referenced by its WebVTT, whose
+    cues point inside the sprite (6) and cover the ``duration`` of the video (3). Blocking."""
+    poster = folder / POSTER_NAME
+    if poster.is_file() and not poster.is_symlink():
+        try:
+            read_jpeg_size(poster)
+        except (JpegError, OSError) as exc:
+            out.add(6, POSTER_NAME, f"is not a JPEG image: {exc}")
+    vtt = folder / STORYBOARD_VTT
+    if not vtt.is_file() or vtt.is_symlink():
+        return
+    try:
+        cues = parse_storyboard(read_playlist_text(vtt, where=STORYBOARD_VTT))
+    except (OutputInvalid, StoryboardError) as exc:
+        out.add(6, STORYBOARD_VTT, f"is not a storyboard WebVTT: {exc}")
+        return
+    for image in sorted({cue.image for cue in cues}):
+        reason = check_relative_uri(image)
+        if reason is not None:
+            out.add(6, STORYBOARD_VTT, f"references {image!r}: {reason}")
+            continue
+        referenced.add(image)
+        try:
+            sprite = read_jpeg_size(folder / image)
+        except FileNotFoundError:
+            continue  # reported missing
+        except (JpegError, OSError) as exc:
+            out.add(6, image, f"is not a JPEG image: {exc}")
+            continue
+        for problem in check_cues([cue for cue in cues if cue.image == image], sprite):
+            out.add(6, STORYBOARD_VTT, problem, group=STORYBOARD_VTT)
+    if duration is not None:
+        for problem in check_coverage(cues, duration):
+            out.add(3, STORYBOARD_VTT, problem, group=STORYBOARD_VTT)
+
+
 def check_folder_contents(folder: Path, referenced: set[str], out: _Collector) -> None:
     """Check 6 (blocking): no referenced file missing, nothing else in the folder."""
     expected_dirs = _parents(referenced)
@@ -342,7 +442,8 @@ def _visit(
         out.add(
             6,
             path,
-            "is not referenced by any playlist (only thumbnail.jpg may be added at the root)",
+            f"is not referenced by any playlist (only {', '.join(sorted(ALLOWED_ROOT_EXTRAS))} "
+            "may be added at the root)",
             group="extra",
         )
 
@@ -406,10 +507,52 @@ async def _measure(
         return None
 
 
+def check_iframe_stream(
+    uri: str,
+    attributes: dict[str, str],
+    playlist: MediaPlaylist,
+    rendition: RenditionStats | None,
+    out: _Collector,
+) -> None:
+    """Checks 1, 4 and 5 of an I-frame playlist and its #EXT-X-I-FRAME-STREAM-INF."""
+    if not playlist.iframes_only:
+        out.add(1, uri, "is listed as an I-frame playlist but has no #EXT-X-I-FRAMES-ONLY")
+    check_media_playlist(uri, playlist, out)
+    if rendition is None:
+        out.add(5, uri, "is not next to the media playlist of a rung of this ladder")
+        return
+    measured = measure_iframes(playlist, rendition, uri)
+    if measured is None:
+        out.add(4, uri, "cannot be measured (every entry needs a byte range and a duration)")
+        return
+    check_bitrates(uri, attributes, _as_stats(rendition, measured.bandwidth,
+                                              measured.average_bandwidth), out)  # fmt: skip
+    codecs, video = attributes.get("CODECS", ""), video_codec(rendition.codecs)
+    if _codec_list(codecs) != _codec_list(video):
+        out.add(5, uri, f"declares CODECS {codecs!r} but the rung's video is {video!r}")
+    declared = attributes.get("RESOLUTION", "")
+    if _resolution(declared) != (rendition.width, rendition.height):
+        out.add(5, uri, f"declares RESOLUTION {declared!r} but the rung is {rendition.resolution}")
+
+
+def _as_stats(rendition: RenditionStats, bandwidth: int, average: int) -> RenditionStats:
+    return RenditionStats(
+        rendition.name, rendition.uri, rendition.width, rendition.height, rendition.frame_rate,
+        rendition.codecs, bandwidth, average, rendition.segments, rendition.duration,
+    )  # fmt: skip
+
+
 async def validate_folder(
-    folder: Path, *, expected_duration: float | None, ffprobe: str = "ffprobe"
+    folder: Path,
+    *,
+    expected_duration: float | None,
+    ffprobe: str = "ffprobe",
+    known: LadderFacts | None = None,
 ) -> ValidationReport:
-    """Run the six checks of encoding.md §6 on ``folder``; violations are data, not errors."""
+    """Run the six checks of encoding.md §6 on ``folder``; violations are data, not errors.
+
+    ``known``: facts the encoder gathered from the finished files (see :mod:`.overlap`).
+    """
     out = _Collector()
     master = _load_master(folder, out)
     if master is None:
@@ -421,21 +564,44 @@ async def validate_folder(
         loaded = _load_playlist(folder, variant.uri, referenced, out)
         if loaded is not None:
             rungs.append(_Rung(variant, rung_name(variant.uri), *loaded))
+    iframe_uris = {attrs["URI"] for attrs in master.iframe_streams if "URI" in attrs}
+    iframe_playlists: dict[str, MediaPlaylist] = {}
     for uri in master.referenced_uris():
-        if uri not in variant_uris:  # I-frame / alternative playlists: file references only
-            _load_playlist(folder, uri, referenced, out)
+        if uri not in variant_uris:  # I-frame / alternative playlists
+            loaded = _load_playlist(folder, uri, referenced, out)
+            if loaded is not None and uri in iframe_uris:
+                iframe_playlists[uri] = loaded[0]
 
     renditions: list[RenditionStats] = []
     for rung in rungs:
         uri = rung.variant.uri
         check_media_playlist(uri, rung.playlist, out)
-        out.kept += await asyncio.to_thread(check_keyframes, folder, uri, rung.playlist)
+        out.kept += await asyncio.to_thread(check_keyframes, folder, uri, rung.playlist, known)
         stats = await _measure(folder, rung, ffprobe, out)
         if stats is not None:
             renditions.append(stats)
             check_bitrates(rung.name, rung.variant.attributes, stats, out)
             check_stream_attributes(rung.name, rung.variant.attributes, stats, out)
+    by_folder = {str(PurePosixPath(r.uri).parent): r for r in renditions}
+    rung_folders = {str(PurePosixPath(uri).parent) for uri in variant_uris}
+    for attrs in master.iframe_streams:
+        iframe_uri = attrs.get("URI")
+        if iframe_uri is None:
+            out.add(1, MASTER_PLAYLIST_NAME, "an #EXT-X-I-FRAME-STREAM-INF has no URI")
+            continue
+        playlist = iframe_playlists.get(iframe_uri)
+        if playlist is None:
+            continue  # missing (check 6) or unreadable (check 1)
+        folder_of = str(PurePosixPath(iframe_uri).parent)
+        rendition = by_folder.get(folder_of)
+        if rendition is None and folder_of in rung_folders:
+            continue  # its rung could not be measured (missing files: check 6)
+        check_iframe_stream(iframe_uri, attrs, playlist, rendition, out)
+        out.kept += await asyncio.to_thread(check_iframe_ranges, folder, iframe_uri, playlist)
     check_durations(rungs, expected_duration, out)
+    # The storyboard covers the encoded video (the longest rung), like its writer.
+    encoded = max((r.playlist.duration for r in rungs), default=None) or expected_duration
+    await asyncio.to_thread(check_root_extras, folder, referenced, encoded, out)
     await asyncio.to_thread(check_folder_contents, folder, referenced, out)
     violations = sorted(out.result(), key=lambda v: v.check)
     return ValidationReport(violations, renditions)

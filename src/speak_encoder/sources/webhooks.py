@@ -141,6 +141,8 @@ def completion_body(
     for optional in ("frontend_app", "originalFilename"):
         if request.get(optional) is not None:
             body[optional] = request[optional]
+    if result.get("thumbnail"):  # the poster (ipfs://<cid>/thumbnail.jpg), when one was made
+        body["thumbnail_url"] = str(result["thumbnail"])
     return body
 
 

@@ -45,7 +45,7 @@ import hashlib
 import io
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Protocol
@@ -255,25 +255,40 @@ def _read_full(stream: BinaryIO, buf: bytearray) -> int:
 
 
 def import_stream(
-    stream: BinaryIO, sink: BlockSink | None = None, *, cid_version: int = 0
+    stream: BinaryIO,
+    sink: BlockSink | None = None,
+    *,
+    cid_version: int = 0,
+    on_chunk: Callable[[memoryview], None] | None = None,
 ) -> Entry:
-    """Import the bytes of a binary stream as one UnixFS file."""
+    """Import the bytes of a binary stream as one UnixFS file.
+
+    ``on_chunk`` sees every chunk as it is read (one read of a file serves another pass too).
+    """
     _check_version(cid_version)
     builder = _FileBuilder(cid_version, sink)
     buf = bytearray(CHUNK_SIZE)
     view = memoryview(buf)
     while n := _read_full(stream, buf):
         builder.add_chunk(view[:n])
+        if on_chunk is not None:
+            on_chunk(view[:n])
         if n < CHUNK_SIZE:
             break
     node = builder.finish()
     return Entry(node.cid, node.tsize, node.file_size)
 
 
-def import_file(path: Path, sink: BlockSink | None = None, *, cid_version: int = 0) -> Entry:
+def import_file(
+    path: Path,
+    sink: BlockSink | None = None,
+    *,
+    cid_version: int = 0,
+    on_chunk: Callable[[memoryview], None] | None = None,
+) -> Entry:
     """Import a regular file (one 256 KiB chunk in memory at a time)."""
     with open(path, "rb", buffering=0) as stream:
-        return import_stream(stream, sink, cid_version=cid_version)
+        return import_stream(stream, sink, cid_version=cid_version, on_chunk=on_chunk)
 
 
 def import_bytes(data: bytes, sink: BlockSink | None = None, *, cid_version: int = 0) -> Entry:
@@ -344,16 +359,23 @@ def _directory(links: list[Link], sink: BlockSink | None, cid_version: int, wher
     return Entry(cid, len(block) + sum(link.tsize for link in links), 0)
 
 
-def _import_dir(folder: Path, sink: BlockSink | None, cid_version: int) -> Entry | None:
+#: A cache of file entries computed earlier: the entry of ``path`` if still valid, else None.
+KnownFiles = Callable[[Path], "Entry | None"]
+
+
+def _import_dir(
+    folder: Path, sink: BlockSink | None, cid_version: int, known: KnownFiles | None = None
+) -> Entry | None:
     links: list[Link] = []
     total = 0
     for name, path, is_dir in _listing(folder):
         if is_dir:
-            child = _import_dir(path, sink, cid_version)
+            child = _import_dir(path, sink, cid_version, known)
             if child is None:
                 continue  # no file below: an upload cannot carry it either
         else:
-            child = import_file(path, sink, cid_version=cid_version)
+            cached = known(path) if known is not None else None
+            child = cached or import_file(path, sink, cid_version=cid_version)
         links.append(Link(child.cid, name, child.size))
         total += child.file_size
     if not links:
@@ -362,16 +384,26 @@ def _import_dir(folder: Path, sink: BlockSink | None, cid_version: int) -> Entry
     return Entry(entry.cid, entry.size, total)
 
 
-def import_folder(folder: Path, sink: BlockSink | None = None, *, cid_version: int = 0) -> Entry:
+def import_folder(
+    folder: Path,
+    sink: BlockSink | None = None,
+    *,
+    cid_version: int = 0,
+    known: KnownFiles | None = None,
+) -> Entry:
     """Import a folder as the node does for the encoder's wrapped upload (see module doc).
 
     The root is a directory holding the folder's contents; ``file_size`` is the sum of the
-    files' sizes. A folder without any file gives the empty directory.
+    files' sizes. A folder without any file gives the empty directory. ``known`` gives the
+    entries of files already hashed (the encoder hashes segments while ffmpeg still runs); it
+    cannot be combined with a ``sink`` (their blocks were not kept).
     """
     _check_version(cid_version)
+    if known is not None and sink is not None:
+        raise ValueError("known file entries cannot be combined with a block sink")
     if not folder.is_dir():
         raise UnixfsError(f"{folder} is not a directory")
-    entry = _import_dir(folder, sink, cid_version)
+    entry = _import_dir(folder, sink, cid_version, known)
     if entry is None:
         return _directory([], sink, cid_version, folder)
     return entry

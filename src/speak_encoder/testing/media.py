@@ -93,6 +93,24 @@ SAMPLES: dict[str, Sample] = {
             ),
             note="coded 1280x720 + rotation 90° → displayed 720x1280 (a phone video)",
         ),
+        Sample(
+            "fade_scene",
+            "mp4",
+            (
+                [
+                    "-f",
+                    "lavfi",
+                    "-i",
+                    "testsrc2=size=640x360:rate=30:duration=3,fade=in:st=1:d=1[a];"
+                    "smptehdbars=size=640x360:rate=30:duration=5[b];[a][b]concat=n=2:v=1:a=0",
+                    *_tone(8),
+                    *_X264,
+                    *_AAC,
+                    "{out}",
+                ],
+            ),
+            note="8 s: black for 1 s, a fade-in, a scene cut at 3 s (mid-segment) to colour bars",
+        ),
         Sample("no_audio", "mp4", ([*_video(), *_X264, "{out}"],)),
         Sample(
             "h264_10bit",

@@ -140,9 +140,17 @@ def public_job(job: Job, hide: Sequence[tuple[str, str]] = ()) -> dict[str, Any]
         data["error"] = redact(error)
     result = job.result or {}
     data["result"] = (
-        {k: result.get(k) for k in ("cid", "duration", "elapsed_seconds")} if job.result else None
+        {k: result.get(k) for k in ("cid", "duration", "elapsed_seconds", "thumbnail")}
+        if job.result
+        else None
     )
     data["playable"] = job.state is JobState.COMPLETE and is_cid(str(result.get("cid") or ""))
+    # The poster from the local store (its CID path, ipfs://<cid>/thumbnail.jpg, is in result).
+    data["poster"] = (
+        f"/store/{result['cid']}/thumbnail.jpg"
+        if data["playable"] and result.get("thumbnail")
+        else None
+    )
     for key in ("owner", "permlink"):
         value = job.request.get(key) if isinstance(job.request, dict) else None
         data[key] = str(value) if isinstance(value, (str, int)) else None

@@ -142,13 +142,25 @@
     $("player-box").hidden = false;
     $("player-title").textContent = cid;
     video.dataset.cid = cid;
+    if (job.poster) video.poster = job.poster; else video.removeAttribute("poster");
     video.dataset.fragments = "0";
     video.dataset.error = "";
     if (hls) { hls.destroy(); hls = null; }
     if (window.Hls && window.Hls.isSupported()) {
       hls = new window.Hls({ enableWorker: false });
-      hls.on(window.Hls.Events.FRAG_LOADED, () => {
+      video.hlsPlayer = hls;  // level switching from the browser tests
+      video.dataset.levelsPlayed = "";
+      hls.on(window.Hls.Events.MANIFEST_PARSED, (event, data) => {
+        video.dataset.levels = String((data && data.levels && data.levels.length) || 0);
+      });
+      hls.on(window.Hls.Events.FRAG_LOADED, (event, data) => {
         video.dataset.fragments = String(Number(video.dataset.fragments || "0") + 1);
+        const level = data && data.frag ? String(data.frag.level) : "";
+        const played = video.dataset.levelsPlayed ? video.dataset.levelsPlayed.split(",") : [];
+        if (level && !played.includes(level)) {
+          played.push(level);
+          video.dataset.levelsPlayed = played.join(",");
+        }
       });
       hls.on(window.Hls.Events.ERROR, (event, data) => {
         if (data && data.fatal) video.dataset.error = String(data.details || data.type);
@@ -285,7 +297,16 @@
       if (kind === "failed") {
         tr.appendChild(el("td", (job.error_kind ? job.error_kind + ": " : "") + (job.error || ""), "err"));
       } else if (kind === "recent") {
-        tr.appendChild(el("td", (job.result && job.result.cid) || job.error || "—", job.error ? "err" : ""));
+        const cell = el("td", (job.result && job.result.cid) || job.error || "—", job.error ? "err" : "");
+        if (job.poster) {
+          const img = document.createElement("img");
+          img.className = "poster";
+          img.src = job.poster;
+          img.alt = "poster";
+          img.title = job.result.thumbnail || "";
+          cell.prepend(img);
+        }
+        tr.appendChild(cell);
       } else {
         tr.appendChild(el("td", job.next_attempt_at ? "retry at " + fmtTime(job.next_attempt_at) : (job.error || ""), "err"));
       }
