@@ -200,3 +200,23 @@ def test_prune_keeps_a_job_whose_report_is_pending(job_store: JobStore) -> None:
     [row] = claim(job_store)
     job_store.outbox_delivered(row.id, "node-a")
     assert job_store.prune(older_than=1e18) == 1
+
+
+def test_a_report_in_flight_when_the_job_is_offered_again_does_not_count_as_waiting(
+    job_store: JobStore,
+) -> None:
+    """The server answered the completion, the node has not yet recorded it, and the admin's
+    redispatch arrives: the job is reopened (a new report), the row in flight goes first."""
+    job = running(job_store)
+    job_store.outbox_put(job, final(f"{job}:complete"), now=T0)
+    job_store.complete(job, "node-a", {"cid": "Qm"})
+    [in_flight] = claim(job_store)
+    offer = job_store.offer(
+        new_job(), queue_max=10, report_target={"api_key": "k2"}, dedup_window_s=1e9, now=T0
+    )
+    assert offer.outcome == "reopened" and offer.job.generation == 1
+    job_store.outbox_put(job, final(f"{job}:complete:1"), now=T0)  # the reopened run's report
+    assert claim(job_store, "node-b") == []  # waits for the one in flight
+    job_store.outbox_delivered(in_flight.id, "node-a")
+    [second] = claim(job_store, "node-b")
+    assert second.idempotency_key == f"{job}:complete:1"

@@ -16,8 +16,8 @@ the work of the node that took the job over.
 A job offered again by its source (:meth:`JobQueries.offer`: a Direct API duplicate, an embed
 re-claim) is never encoded twice, and is never left without a report: an active job takes
 the new report target (``webhook_url``/``api_key``) for every later report; a completed job
-whose report is still in the outbox sends it to the new target; a completed job whose report
-went out is *reopened* (``generation`` + 1, back to ``queued`` with its checkpoints) so that
+whose report still waits in the outbox sends it to the new target; a completed job whose report
+went out (or is on its way at that moment) is *reopened* (``generation`` + 1, back to ``queued`` with its checkpoints) so that
 it checks its output is still held and reports once more. A job that failed for good is not a
 duplicate: the offer starts a new run.
 """
@@ -58,7 +58,7 @@ from speak_encoder.node.models import (
     new_job_id,
 )
 from speak_encoder.node.store.engine import PG_LOCK_SUBMIT, StoreBase, dumps, loads, now_or
-from speak_encoder.node.store.outbox import has_undelivered_final, insert_row, retarget_rows
+from speak_encoder.node.store.outbox import has_waiting_final, insert_row, retarget_rows
 from speak_encoder.node.store.schema import (
     ACTIVE_STATES,
     FINISHED_STATES,
@@ -149,7 +149,7 @@ class JobQueries(StoreBase):
         values: dict[str, Any] = {}
         if changed:
             values["request"] = dumps({**existing.request, **target})
-        if existing.state is JobState.COMPLETE and not has_undelivered_final(conn, existing.id):
+        if existing.state is JobState.COMPLETE and not has_waiting_final(conn, existing.id, at):
             _check_room(conn, queue_max)
             values.update(
                 state=JobState.QUEUED.value,

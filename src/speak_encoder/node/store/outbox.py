@@ -131,8 +131,11 @@ def has_final(conn: Connection, job_id: str, *conditions: Any) -> bool:
     return conn.execute(query.limit(1)).first() is not None
 
 
-def has_undelivered_final(conn: Connection, job_id: str) -> bool:
-    return has_final(conn, job_id, outbox.c.state == OUTBOX_PENDING)
+def has_waiting_final(conn: Connection, job_id: str, at: float) -> bool:
+    """Whether a final row of the job waits to be sent (pending, and not on its way now: a
+    row in flight may be delivered the next moment, so it does not count)."""
+    not_in_flight = outbox.c.claimed_by.is_(None) | (outbox.c.claim_expires_at < at)
+    return has_final(conn, job_id, outbox.c.state == OUTBOX_PENDING, not_in_flight)
 
 
 class OutboxQueries(StoreBase):
@@ -424,4 +427,11 @@ def item_of(row: Any) -> OutboxItem:
     )
 
 
-__all__ = ["OutboxQueries", "has_undelivered_final", "insert_row", "item_of", "retarget_rows"]
+__all__ = [
+    "OutboxQueries",
+    "has_final",
+    "has_waiting_final",
+    "insert_row",
+    "item_of",
+    "retarget_rows",
+]
