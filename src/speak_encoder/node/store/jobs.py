@@ -16,9 +16,10 @@ the work of the node that took the job over.
 A job offered again by its source (:meth:`JobQueries.offer`: a Direct API duplicate, an embed
 re-claim) is never encoded twice, and is never left without a report: an active job takes
 the new report target (``webhook_url``/``api_key``) for every later report; a completed job
-whose report still waits in the outbox sends it to the new target; a completed job whose report
-went out (or is on its way at that moment) is *reopened* (``generation`` + 1, back to ``queued`` with its checkpoints) so that
-it checks its output is still held and reports once more. A job that failed for good is not a
+whose report still waits in the outbox sends it to the new target; a completed job whose
+report went out (or is on its way at that moment) is *reopened* (``generation`` + 1, back to
+``queued`` with its checkpoints) so that it checks its output is still held and reports once
+more. A job that failed for good is not a
 duplicate: the offer starts a new run.
 """
 
