@@ -137,10 +137,11 @@ async def _fetch(run: JobRun) -> dict[str, Any]:
 
 async def _probe(run: JobRun) -> dict[str, Any]:
     from speak_encoder.pipeline.encode_job import describe_media
-    from speak_encoder.pipeline.probe import probe
+    from speak_encoder.pipeline.probe import ProbeLimits, probe
 
     assert run.work.source is not None
-    info = await probe(run.work.source, ffprobe=run.settings.ffprobe_path)
+    limits = ProbeLimits.from_settings(run.settings)
+    info = await probe(run.work.source, ffprobe=run.settings.ffprobe_path, limits=limits)
     run.work.info = info
     return {"summary": describe_media(info), "duration": info.duration}
 

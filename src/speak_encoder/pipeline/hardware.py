@@ -607,7 +607,10 @@ async def _run(
         tonemap_available=tonemap_available, encoder=encoder, device=device,
     )  # fmt: skip
     log.debug("ffmpeg command (%s): %s", encoder, argv)
-    await run_ffmpeg(argv, duration=plan.duration, on_progress=on_progress)
+    await run_ffmpeg(
+        argv, duration=plan.duration, on_progress=on_progress,
+        memory_max_mb=tuning.memory_max_mb, max_pixels=tuning.max_pixels,
+    )  # fmt: skip
     if verify is not None:
         await verify(out_dir)
 

@@ -61,6 +61,7 @@ class EncodePlan:
     audio_index: int | None  # None = generate a silent track
     tonemap: bool  # HDR → SDR
     source_fps: Fraction
+    input_format: str | None = None  # the source's demuxer (-f), checked by the probe
 
     @property
     def names(self) -> list[str]:
@@ -136,4 +137,5 @@ def plan_encode(info: MediaInfo, options: EncodeOptions, ladder: Ladder) -> Enco
         audio_index=info.audio.index if info.audio else None,
         tonemap=info.video.is_hdr,
         source_fps=info.video.fps,
+        input_format=info.demuxer,
     )
