@@ -123,6 +123,8 @@ ENV_FILE_VARIABLE = "SPEAK_ENCODER_ENV_FILE"
 DEFAULT_ENV_FILE = (
     Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / ("speak-encoder") / "env"
 )
+#: File name of the SQLite job store inside DATA_DIR.
+SQLITE_NAME = "jobs.sqlite3"
 #: Database URL schemes the job store can use.
 DATABASE_SCHEMES = ("sqlite", "postgresql")
 
@@ -373,7 +375,7 @@ class Settings(BaseSettings):
         """The job store's SQLAlchemy URL (a secret: it may hold a password)."""
         if self.database_url is not None and self.database_url.get_secret_value():
             return self.database_url.get_secret_value()
-        return f"sqlite:///{self.data_dir / 'jobs.sqlite3'}"
+        return f"sqlite:///{self.data_dir / SQLITE_NAME}"
 
     @property
     def gateway_list(self) -> list[str]:

@@ -39,6 +39,7 @@ from speak_encoder.config import Settings
 from speak_encoder.node.activity import Activity
 from speak_encoder.node.models import STAGES, Checkpoint, Job, SourceKind, Stage
 from speak_encoder.node.store import JobStore
+from speak_encoder.private_files import make_work_dir
 from speak_encoder.sources.hooks import SourceHooks
 from speak_encoder.web.metrics import REGISTRY
 
@@ -330,7 +331,7 @@ def _test_pause(stage: Stage) -> float:
 
 async def run_job(run: JobRun) -> dict[str, Any]:
     """Run (or resume) every stage of ``run.job``; returns its public result."""
-    await asyncio.to_thread(run.job_dir.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(make_work_dir, run.job_dir, resume=True)
     checkpoints: dict[Stage, Checkpoint] = await run.db(run.store.checkpoints, run.job.id)
     start = await _resume_point(run, checkpoints)
     stale = [s for s in STAGES[start:] if s in checkpoints]

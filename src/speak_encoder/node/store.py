@@ -58,7 +58,7 @@ from sqlalchemy.exc import (
 )
 from sqlalchemy.sql.elements import ColumnElement
 
-from speak_encoder.config import Settings
+from speak_encoder.config import SQLITE_NAME, Settings
 from speak_encoder.errors import (
     ConfigError,
     JobNotFound,
@@ -90,6 +90,7 @@ from speak_encoder.node.schema import (
     outbox,
     schema_version,
 )
+from speak_encoder.private_files import ensure_private_dir, private_file
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +139,9 @@ class JobStore:
     def from_settings(cls, settings: Settings) -> JobStore:
         url = settings.store_url
         if settings.database_url is None or not settings.database_url.get_secret_value():
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite opens it (its -wal/-shm files take the same mode): it holds
+            # each job's webhook api_key.
+            private_file(ensure_private_dir(settings.data_dir) / SQLITE_NAME)
         return cls(url)
 
     @property

@@ -43,6 +43,7 @@ from speak_encoder.pipeline.probe import (
 )
 from speak_encoder.pipeline.source import SourceRef, parse_source
 from speak_encoder.pipeline.verify import ValidationReport, format_report, validate_folder
+from speak_encoder.private_files import make_work_dir
 from speak_encoder.storage.local_store import keep_folder
 from speak_encoder.storage.unixfs import import_folder
 
@@ -212,7 +213,7 @@ async def encode(
     tools = asyncio.ensure_future(_inspect_tools(settings))
     job_dir = settings.work_dir / f"job-{uuid.uuid4().hex}"
     try:
-        job_dir.mkdir(parents=True, mode=0o700)
+        make_work_dir(job_dir)
         report(StageEvent("fetch", 0.0, detail=ref.kind))
         fetched = await fetch_source(ref, job_dir, settings, on_progress=_fetch_reporter(report))
         report(StageEvent("fetch", 1.0, detail=f"{fetched.size / 1e6:.1f} MB", done=True))

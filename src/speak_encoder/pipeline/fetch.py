@@ -21,6 +21,7 @@ import errno
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import stat
@@ -46,6 +47,7 @@ from speak_encoder.errors import (
     UpstreamError,
 )
 from speak_encoder.pipeline.source import SourceRef
+from speak_encoder.private_files import open_private
 
 log = logging.getLogger(__name__)
 
@@ -269,7 +271,8 @@ class _Sink:
         self._progress = progress
         self._digest = hashlib.sha256()
         self._next_disk_check = DISK_RECHECK_BYTES
-        self._file: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in close()
+        # 0600 whatever the umask, never through a symlink; closed in close()
+        self._file: IO[bytes] = os.fdopen(open_private(path), "wb")
 
     def reset(self) -> None:
         """Start again from byte 0 (the origin cannot resume, or a new origin)."""
