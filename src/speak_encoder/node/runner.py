@@ -41,6 +41,7 @@ from speak_encoder.node.models import STAGES, Checkpoint, Job, SourceKind, Stage
 from speak_encoder.node.store import JobStore
 from speak_encoder.private_files import make_work_dir
 from speak_encoder.sources.hooks import SourceHooks
+from speak_encoder.urlguard import UrlGuard
 from speak_encoder.web.metrics import REGISTRY
 
 if TYPE_CHECKING:
@@ -125,7 +126,9 @@ async def _fetch(run: JobRun) -> dict[str, Any]:
             fraction, detail=f"{p.done_bytes / 1e6:.1f} MB", speed=f"{rate / 1e6:.1f} MB/s"
         )
 
-    fetched = await fetch_source(ref, run.job_dir, run.settings, on_progress=progress)
+    # A remote job's URLs are a stranger's: every hop checked and pinned (pipeline.fetch).
+    guard = None if run.job.kind is SourceKind.LOCAL else UrlGuard.from_settings(run.settings)
+    fetched = await fetch_source(ref, run.job_dir, run.settings, on_progress=progress, guard=guard)
     run.work.source = fetched.path
     return {
         "path": str(fetched.path),
