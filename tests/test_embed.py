@@ -17,6 +17,7 @@ from speak_encoder.node.models import JobState, SourceKind
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
 from speak_encoder.sources.embed import EmbedSource
+from speak_encoder.storage.unixfs import import_file
 from speak_encoder.testing.gateway import ReferenceGateway
 from speak_encoder.testing.http_faults import BytesPayload, FaultServer
 from tests.support.gateway_fixtures import (
@@ -145,9 +146,11 @@ def test_end_to_end_offered_twice_encoded_once(
 ) -> None:  # fmt: skip
     gw = reference_gateway
     with FaultServer() as ipfs_gateway:
-        base = ipfs_gateway.add_gateway(CID, BytesPayload(sample("landscape").read_bytes()))
+        video = sample("landscape")
+        cid = str(import_file(video).cid)  # the gateway's bytes are checked against the CID
+        base = ipfs_gateway.add_gateway(cid, BytesPayload(video.read_bytes()))
         gid = gw.add_direct_job(
-            owner="carol", permlink="twice", input_cid=CID, premium=False,
+            owner="carol", permlink="twice", input_cid=cid, premium=False,
             max_offers=3, complete_on_webhook=False,
         )  # fmt: skip
         node = make_gateway_node(
