@@ -13,11 +13,13 @@ is bounded here, at the connection (:class:`GuardedH11Protocol`) and at the requ
   ``HTTP_BODY_TIMEOUT`` seconds for the body it announced; otherwise it is closed. uvicorn's
   own keep-alive timer only starts after a response, so a head that never ends (``POST /encode
   HTTP/1.1\\r\\nHost: x\\r\\n`` and silence) would otherwise hold its socket forever.
-* **A bounded connection table** (``HTTP_MAX_CONNECTIONS`` per server): when it is full, the
-  connection that has waited longest for its request is closed to make room, so a crowd of idle
-  sockets costs at most that many file descriptors and a real client (``/health``) still gets
-  in at once; only when every connection is busy with a request is a newcomer turned away
-  (503).
+* **A bounded connection table** (``HTTP_MAX_CONNECTIONS`` per server, and never more than
+  :data:`FD_SHARE` of the process's file-descriptor limit): when it is full, the connection
+  that has waited longest for its request is closed to make room, so a crowd of idle sockets
+  costs at most that many file descriptors and a real client (``/health``) still gets in at
+  once; only when every connection is busy with a request is a newcomer turned away (503).
+  The listening socket accepts at most :data:`ACCEPT_BURST` connections per wake-up, so the
+  connections being closed are gone before the next burst is taken in.
 * **The Host header** (:class:`HostGuard`, DNS rebinding): only the bound address, loopback,
   ``localhost`` and ``ALLOWED_HOSTS`` are answered; any other name gets 400 before the app runs.
 * **Failed authentications** (:class:`AuthThrottle`): :data:`AUTH_MAX_FAILURES` per client
@@ -32,6 +34,7 @@ import contextlib
 import ipaddress
 import json
 import logging
+import resource
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -64,6 +67,14 @@ AUTH_MAX_FAILURES = 10
 AUTH_WINDOW_S = 60.0
 #: Client addresses whose failures are remembered (the least recent are forgotten first).
 AUTH_TRACKED_CLIENTS = 4096
+#: Share of the file-descriptor limit (RLIMIT_NOFILE) one server's connections may take.
+FD_SHARE = 1 / 8
+#: Fewest connections a server holds whatever the limits say.
+MIN_CONNECTIONS = 8
+#: Connections accepted per wake-up of the listening socket (asyncio takes ``backlog`` at once),
+#: and the kernel's queue of connections not accepted yet (set again once serving).
+ACCEPT_BURST = 16
+LISTEN_BACKLOG = 1024
 #: The answer to a connection that finds every slot busy with a request.
 _FULL_RESPONSE = (
     b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: text/plain; charset=utf-8\r\n"
@@ -88,6 +99,14 @@ class HttpLimits:
             body_timeout=settings.http_body_timeout,
             max_connections=settings.http_max_connections,
         )
+
+    @property
+    def connection_cap(self) -> int:
+        """``max_connections``, lowered to :data:`FD_SHARE` of the file-descriptor limit."""
+        soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if soft == resource.RLIM_INFINITY:
+            return self.max_connections
+        return max(MIN_CONNECTIONS, min(self.max_connections, int(soft * FD_SHARE)))
 
 
 class ConnectionTable:
@@ -217,7 +236,7 @@ def guarded_protocol(limits: HttpLimits, name: str) -> type[GuardedH11Protocol]:
     return type(
         "GuardedH11Protocol",
         (GuardedH11Protocol,),
-        {"table": ConnectionTable(limits.max_connections, name), "limits": limits},
+        {"table": ConnectionTable(limits.connection_cap, name), "limits": limits},
     )
 
 
@@ -382,11 +401,17 @@ def client_of(scope: Scope) -> str:
 
 
 class _EmbeddedServer(uvicorn.Server):
-    """uvicorn without its own signal handlers."""
+    """uvicorn without its own signal handlers; small accept bursts, a long kernel queue."""
 
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        for sock in sockets or []:
+            with contextlib.suppress(OSError):
+                sock.listen(LISTEN_BACKLOG)  # asyncio listened with ACCEPT_BURST
 
 
 def bind_socket(host: str, port: int, *, settings_names: str) -> socket.socket:
@@ -426,6 +451,7 @@ async def serve_app(
         ws="none",
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_S,
+        backlog=ACCEPT_BURST,
     )
     server = _EmbeddedServer(config)
     serving = asyncio.create_task(server.serve(sockets=[sock]), name=name)
