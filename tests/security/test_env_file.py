@@ -61,7 +61,7 @@ def test_a_named_env_file_is_read_only_when_it_is_private(tmp_path: Path) -> Non
             os.chown(settings, owner, owner)
         refused = doctor(tmp_path, env)
         assert refused.returncode == 1 and "ENCODER_CRF" not in refused.stderr
-        assert f"refusing to read the env file {settings}: it" in refused.stderr
+        assert f"refusing to read the env file {settings}: " in refused.stderr
         assert why in refused.stderr
 
 
