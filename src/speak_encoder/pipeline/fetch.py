@@ -753,7 +753,10 @@ def _all_failed(ref: SourceRef, failures: list[tuple[_Origin, SpeakEncoderError]
         return SourceNotFound(f"CID {ref.value} was not found on any origin ({summary})")
     retryable = [err for _, err in failures if err.retryable]
     last = retryable[-1] if retryable else failures[-1][1]
-    return type(last)(f"could not fetch {ref.value} from any origin ({summary})")
+    message = f"could not fetch {ref.value} from any origin ({summary})"
+    if isinstance(last, CidMismatch):
+        return CidMismatch(message, expected=last.expected, got=last.got)
+    return type(last)(message)
 
 
 async def _download(
