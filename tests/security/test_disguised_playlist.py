@@ -39,6 +39,7 @@ def local_secret(tmp_path: Path, sample: Callable[[str], Path]) -> Path:
     return secret
 
 
+@pytest.mark.slow
 def test_an_ipfs_playlist_pointing_at_a_local_file_is_refused(
     make_node: Callable[..., NodeProcess], sample: Callable[[str], Path], tmp_path: Path
 ) -> None:

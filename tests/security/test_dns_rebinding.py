@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable
 
 import httpx
+import pytest
 
 from speak_encoder.testing.ipfs_node import free_port
 from speak_encoder.web.dashboard import MAX_STREAMS_PER_CLIENT
@@ -32,6 +33,7 @@ def wait_up(url: str, node: NodeProcess) -> None:
     raise AssertionError("the node never answered")
 
 
+@pytest.mark.slow
 def test_foreign_host_names_get_400_on_both_servers(
     make_node: Callable[..., NodeProcess],
 ) -> None:
@@ -57,6 +59,7 @@ def test_foreign_host_names_get_400_on_both_servers(
         assert httpx.get(f"{api}/jobs", headers={**key, "Host": host}, timeout=10).is_success
 
 
+@pytest.mark.slow
 def test_one_client_gets_only_its_share_of_the_event_streams(
     make_node: Callable[..., NodeProcess],
 ) -> None:

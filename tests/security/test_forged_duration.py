@@ -12,12 +12,15 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from speak_encoder.node.models import JobState
 from speak_encoder.testing.hostile import forged_duration_mkv
 from tests.security.conftest import cli_env, run_cli
 from tests.support.node_fixtures import NodeProcess
 
 
+@pytest.mark.slow
 def test_a_1000_hour_header_fails_the_job_at_once_without_a_retry(
     make_node: Callable[..., NodeProcess], hostile_dir: Path
 ) -> None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
+import pytest
 
 from speak_encoder.logs import RateLimiter
 from speak_encoder.node.models import JobState
@@ -104,6 +105,7 @@ def closed_by_server(socks: list[socket.socket], timeout: float) -> int:
     return closed
 
 
+@pytest.mark.slow
 def test_300_idle_sockets_under_a_256_fd_limit(
     make_node: Callable[..., NodeProcess], sample: Callable[[str], Path]
 ) -> None:
@@ -135,6 +137,7 @@ def test_300_idle_sockets_under_a_256_fd_limit(
     assert node.log_path.stat().st_size - log_before < LOG_GROWTH_BYTES
 
 
+@pytest.mark.slow
 def test_a_head_that_never_ends_is_closed_after_the_header_timeout(
     make_node: Callable[..., NodeProcess],
 ) -> None:

@@ -74,6 +74,7 @@ def wait_up(url: str, node: NodeProcess) -> None:
     raise AssertionError("the node never answered")
 
 
+@pytest.mark.slow
 def test_docs_are_off_and_failed_authentications_are_throttled(
     make_node: Callable[..., NodeProcess],
 ) -> None:
@@ -105,6 +106,7 @@ def test_docs_are_off_and_failed_authentications_are_throttled(
         assert held.status_code == 429 and "retry-after" in held.headers
 
 
+@pytest.mark.slow
 def test_the_docs_page_can_be_turned_on(make_node: Callable[..., NodeProcess]) -> None:
     api_port = free_port()
     node = make_node(DIRECT_API_ENABLED="true", DIRECT_API_PORT=str(api_port),

@@ -106,6 +106,7 @@ def test_more_than_five_redirects_are_refused(
     assert len(fault_server.requests) == 6
 
 
+@pytest.mark.slow
 def test_a_gateway_job_redirected_to_the_rpc_fails_with_the_uniform_error(
     make_gateway_node: Callable[..., GatewayNodeProcess], reference_gateway: ReferenceGateway,
     node_key: NodeKey, fault_server: FaultServer,

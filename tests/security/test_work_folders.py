@@ -17,6 +17,8 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from speak_encoder.node.models import JobState
 from speak_encoder.private_files import WORK_MARKER
 from speak_encoder.testing.http_faults import BytesPayload, FaultServer
@@ -37,6 +39,7 @@ def started(node: NodeProcess) -> None:
     wait_until(lambda: "stale work folder(s) removed" in node.log(), "the node's start-up")
 
 
+@pytest.mark.slow
 def test_start_up_removes_only_the_nodes_own_stale_folders(
     make_node: Callable[..., NodeProcess], tmp_path: Path
 ) -> None:
@@ -110,6 +113,7 @@ def modes_under(*roots: Path, skip: set[Path]) -> dict[str, str]:
     return found
 
 
+@pytest.mark.slow
 def test_everything_is_private_even_under_umask_000(
     make_node: Callable[..., NodeProcess], sample: Callable[[str], Path]
 ) -> None:
@@ -147,6 +151,7 @@ def test_everything_is_private_even_under_umask_000(
     assert any(p.endswith("jobs.sqlite3") for p in modes) and any("/store/" in p for p in modes)
 
 
+@pytest.mark.slow
 def test_a_job_folder_made_by_someone_else_is_refused(
     make_node: Callable[..., NodeProcess], sample: Callable[[str], Path], tmp_path: Path
 ) -> None:
