@@ -291,9 +291,9 @@ class Settings(BaseSettings):
     #: Host names (comma list) the Direct API and the operator server answer besides their bound
     #: address and localhost; any other Host header gets 400 (DNS rebinding). "*" = any.
     allowed_hosts: str = ""
-    #: Seconds a client may take to send a request's headers (then its body) before the
-    #: connection is closed.
+    #: Seconds a client may take to send a request's headers before the connection is closed.
     http_header_timeout: float = Field(default=DEFAULT_HTTP_HEADER_TIMEOUT_S, gt=0, le=600)
+    #: Seconds a client may then take to send the body it announced.
     http_body_timeout: float = Field(default=DEFAULT_HTTP_BODY_TIMEOUT_S, gt=0, le=3600)
     #: Connections each HTTP server (Direct API, operator server) holds at once; beyond, the
     #: connection idle the longest is closed to make room.

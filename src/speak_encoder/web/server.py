@@ -17,7 +17,10 @@ is bounded here, at the connection (:class:`GuardedH11Protocol`) and at the requ
   :data:`FD_SHARE` of the process's file-descriptor limit): when it is full, the connection
   that has waited longest for its request is closed to make room, so a crowd of idle sockets
   costs at most that many file descriptors and a real client (``/health``) still gets in at
-  once; only when every connection is busy with a request is a newcomer turned away (503).
+  once. Connections that sent part of a request and stopped go first, then those that
+  announced a body and sent none, then silent ones and idle keep-alive clients — these only
+  after :data:`EVICTION_GRACE_S`, so a real client is read before newcomers can push it out;
+  when no connection can go (all busy, or all just opened), the newcomer gets a 503.
   The listening socket accepts at most :data:`ACCEPT_BURST` connections per wake-up, so the
   connections being closed are gone before the next burst is taken in.
 * **The Host header** (:class:`HostGuard`, DNS rebinding): only the bound address, loopback,
@@ -67,6 +70,9 @@ AUTH_MAX_FAILURES = 10
 AUTH_WINDOW_S = 60.0
 #: Client addresses whose failures are remembered (the least recent are forgotten first).
 AUTH_TRACKED_CLIENTS = 4096
+#: Seconds a new (or newly idle) connection is safe from eviction: long enough to read the
+#: request a real client sends at once, far shorter than any read deadline.
+EVICTION_GRACE_S = 1.0
 #: Share of the file-descriptor limit (RLIMIT_NOFILE) one server's connections may take.
 FD_SHARE = 1 / 8
 #: Fewest connections a server holds whatever the limits say.
@@ -129,9 +135,14 @@ class ConnectionTable:
             victim = self._oldest_waiting()
             if victim is None:
                 self.refused += 1
-                log.warning("%s: %d connections busy, a new one is refused", self.name, self.limit)
+                log.warning(
+                    "%s: %d connections busy or just opened, a new one is refused",
+                    self.name, self.limit,
+                )  # fmt: skip
                 return False
             self.evicted += 1
+            log.debug("%s: closing a connection waiting in its %s phase (%d answered)",
+                      self.name, victim.phase, victim.served)  # fmt: skip
             log.warning(
                 "%s: %d connections open, the one idle the longest is closed to make room "
                 "(slow or idle clients)",
@@ -142,11 +153,19 @@ class ConnectionTable:
         return True
 
     def _oldest_waiting(self) -> GuardedH11Protocol | None:
-        for phase in ("head", "body"):
-            waiting = [c for c in self._open if c.phase == phase]
-            if waiting:
-                return min(waiting, key=lambda c: c.waiting_since)
-        return None
+        """The connection to close first (:meth:`GuardedH11Protocol.eviction_tier`, then the
+        one waiting the longest); ``None`` when every connection is busy or protected."""
+        now = time.monotonic()
+        best: tuple[int, float] | None = None
+        victim = None
+        for conn in self._open:
+            tier = conn.eviction_tier(now)
+            if tier is None:
+                continue
+            key = (tier, conn.waiting_since)
+            if best is None or key < best:
+                best, victim = key, conn
+        return victim
 
     def discard(self, conn: GuardedH11Protocol) -> None:
         self._open.pop(conn, None)
@@ -163,6 +182,8 @@ class GuardedH11Protocol(H11Protocol):
 
     phase: Phase = "busy"
     waiting_since: float = 0.0
+    served = 0  # responses completed on this connection
+    pending = 0  # bytes received since the current phase began (a partial head or body)
     _timer: asyncio.TimerHandle | None = None
     _admitted: bool = False
 
@@ -182,11 +203,34 @@ class GuardedH11Protocol(H11Protocol):
         self._cancel_timer()
         super().connection_lost(exc)
 
+    def data_received(self, data: bytes) -> None:
+        self.pending += len(data)
+        super().data_received(data)
+
     def handle_events(self) -> None:
         super().handle_events()
         self._follow()
 
+    def eviction_tier(self, now: float) -> int | None:
+        """How readily this connection is closed to make room (0 first; ``None``: never).
+
+        0: it sent part of a request and stopped (a slowloris socket, whatever its age);
+        1: it announced a body and sent none of it; 2: a new connection that sent nothing yet
+        and 3: an idle keep-alive client already answered — both only after
+        :data:`EVICTION_GRACE_S`, so a client is always read before a burst of newcomers can
+        push it out. A connection whose request is complete (busy) is never closed."""
+        if self.phase == "busy":
+            return None
+        if self.pending:
+            return 0
+        if self.phase == "body":
+            return 1
+        if now - self.waiting_since < EVICTION_GRACE_S:
+            return None
+        return 3 if self.served else 2
+
     def on_response_complete(self) -> None:
+        self.served += 1
         super().on_response_complete()
         self._follow()
 
@@ -215,6 +259,7 @@ class GuardedH11Protocol(H11Protocol):
             return  # the deadline runs from when the phase began, not from the last byte
         self.phase = phase
         self.waiting_since = time.monotonic()
+        self.pending = 0
         self._cancel_timer()
         if phase != "busy":
             self._timer = self.loop.call_later(limit, self._expired, phase)
