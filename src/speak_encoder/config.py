@@ -295,8 +295,8 @@ class Settings(BaseSettings):
     http_header_timeout: float = Field(default=DEFAULT_HTTP_HEADER_TIMEOUT_S, gt=0, le=600)
     #: Seconds a client may then take to send the body it announced.
     http_body_timeout: float = Field(default=DEFAULT_HTTP_BODY_TIMEOUT_S, gt=0, le=3600)
-    #: Connections each HTTP server (Direct API, operator server) holds at once; beyond, the
-    #: connection idle the longest is closed to make room.
+    #: Connections each HTTP server (Direct API, operator server) holds at once (never more
+    #: than 1/8 of the file-descriptor limit); beyond, a slow or idle one is closed to make room.
     http_max_connections: int = Field(default=DEFAULT_HTTP_MAX_CONNECTIONS, ge=4, le=10000)
 
     @field_validator("encoder_preset")

@@ -481,8 +481,6 @@ def check_config(
         if not key:
             problems.append((FAIL, "DIRECT_API_ENABLED without DIRECT_API_KEY: every request "
                              "is refused"))  # fmt: skip
-        elif len(key) < 16:
-            problems.append((WARN, "DIRECT_API_KEY is shorter than 16 characters"))
         if _public_bind(settings.direct_api_host):
             problems.append((WARN, f"DIRECT_API_HOST={settings.direct_api_host}: the Direct API "
                              "is reachable from other machines (put TLS in front)"))  # fmt: skip
@@ -509,6 +507,20 @@ def check_config(
         if url and url.startswith("http://") and _public_bind(_host_of(url)):
             problems.append((WARN, f"{key} is plain http: signatures and tokens cross the "
                              "network unencrypted"))  # fmt: skip
+    if "*" in settings.allowed_host_list:
+        problems.append((WARN, "ALLOWED_HOSTS=*: any Host header is answered (a DNS-rebinding "
+                         "page can read the dashboard and the Direct API)"))  # fmt: skip
+    if not settings.ffmpeg_memory_max_mb:
+        problems.append((WARN, "FFMPEG_MEMORY_MAX_MB=0: a decompression bomb can take all of "
+                         "the machine's memory"))  # fmt: skip
+    elif settings.ffmpeg_memory_max_mb * settings.max_concurrent_jobs > settings.memory_critical_mb:
+        problems.append((WARN, f"FFMPEG_MEMORY_MAX_MB × MAX_CONCURRENT_JOBS "
+                         f"({settings.ffmpeg_memory_max_mb * settings.max_concurrent_jobs} MB) "
+                         "is above MEMORY_CRITICAL_MB: jobs can pause intake before any is "
+                         "stopped"))  # fmt: skip
+    if not settings.ipfs_verify_sources:
+        problems.append((WARN, "IPFS_VERIFY_SOURCES=false: bytes from IPFS gateways are not "
+                         "checked against their CID"))  # fmt: skip
     if settings.memory_warn_mb >= settings.memory_critical_mb:
         problems.append((WARN, "MEMORY_WARN_MB is not below MEMORY_CRITICAL_MB"))
     if settings.retry_base > settings.retry_max:
