@@ -142,6 +142,14 @@ def _ffmpeg_children(pid: int) -> list[psutil.Process]:
         return []
 
 
+def _cmdline(proc: psutil.Process) -> list[str]:
+    """``proc``'s command line, empty once it ended (e.g. a `-version` query not reaped yet)."""
+    try:
+        return proc.cmdline()
+    except psutil.Error:
+        return []
+
+
 def test_ctrl_c_kills_ffmpeg_and_removes_the_work_folder(tmp_path: Path) -> None:
     # A source slow enough to still be encoding when the signal comes.
     source = tmp_path / "slow.mp4"
@@ -164,7 +172,7 @@ def test_ctrl_c_kills_ffmpeg_and_removes_the_work_folder(tmp_path: Path) -> None
     ffmpeg: list[psutil.Process] = []
     while time.monotonic() < deadline and not ffmpeg:
         time.sleep(0.2)
-        ffmpeg = [p for p in _ffmpeg_children(proc.pid) if "-filter_complex" in p.cmdline()]
+        ffmpeg = [p for p in _ffmpeg_children(proc.pid) if "-filter_complex" in _cmdline(p)]
     assert ffmpeg, "the encoder never started ffmpeg"
     time.sleep(1.0)
     proc.send_signal(signal.SIGINT)

@@ -210,6 +210,7 @@ async def run_capture(
         await stop(proc, grace=0.5)
         hit = watcher.result() if watcher.done() and not watcher.cancelled() else None
         watcher.cancel()
+        await asyncio.wait({watcher})  # finished before the process object goes
     if hit is not None:
         raise MemoryLimitHit(hit)
     return Completed(rc, out, err)

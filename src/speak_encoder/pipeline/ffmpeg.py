@@ -448,6 +448,7 @@ async def run_ffmpeg(
         await stop(proc)
         hit = watcher.result() if watcher.done() and not watcher.cancelled() else None
         watcher.cancel()
+        await asyncio.wait({watcher})  # finished before the process object goes
     if hit is not None:
         raise MemoryLimitExceeded(
             f"ffmpeg used {hit / 1024 / 1024:.0f} MB of memory on this source, more than "

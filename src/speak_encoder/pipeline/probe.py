@@ -512,6 +512,7 @@ async def scan_packets(
         await stop(proc, grace=0.5)
         hit = watcher.result() if watcher.done() and not watcher.cancelled() else None
         watcher.cancel()
+        await asyncio.wait({watcher})  # finished before the process object goes
     if hit is not None:
         raise _memory_error("ffprobe", limits)
     return span
