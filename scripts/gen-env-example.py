@@ -171,9 +171,11 @@ def render() -> str:
     out = [
         "# speak-encoder settings — every one, with its default and meaning.",
         "# Generated from src/speak_encoder/config.py by scripts/gen-env-example.py: do not edit",
-        "# here. Copy to .env (or /etc/speak-encoder/env for the systemd unit), uncomment and",
-        "# change what you need; an unset variable keeps the default shown. Keep the file private",
-        "# (chmod 600) once it holds a secret.",
+        "# here. Copy to ~/.config/speak-encoder/env (read when it exists), to a file named by",
+        "# --env-file or SPEAK_ENCODER_ENV_FILE, or to /etc/speak-encoder/env for the systemd unit;",
+        "# uncomment and change what you need; an unset variable keeps the default shown. A .env",
+        "# in the working directory is never read. The file must be yours and writable by nobody",
+        "# else (it is refused otherwise); keep it private (chmod 600) once it holds a secret.",
     ]
     current = None
     for name, field in Settings.model_fields.items():

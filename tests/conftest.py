@@ -1,5 +1,11 @@
 """Test configuration: fixtures live in tests/support/*, one module per part of the system."""
 
+import os
+
+# No env file of the developer's (~/.config/speak-encoder/env) leaks into the tests; a test
+# that wants one names it.
+os.environ["SPEAK_ENCODER_ENV_FILE"] = ""
+
 pytest_plugins = [
     "tests.support.media_fixtures",
     "tests.support.fetch_fixtures",

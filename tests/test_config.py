@@ -23,9 +23,11 @@ def test_env_names_and_defaults(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     assert settings.encoder_preset == "medium" and settings.encoder_crf == 19
 
 
-def test_dotenv_file_then_env_then_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    monkeypatch.chdir(tmp_path)
-    (tmp_path / ".env").write_text("ENCODER_PRESET=fast\nENCODER_CRF=23\nNODE_NAME=from-file\n")
+def test_env_file_then_env_then_flags(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    env_file = tmp_path / "node.env"
+    env_file.write_text("ENCODER_PRESET=fast\nENCODER_CRF=23\nNODE_NAME=from-file\n")
+    env_file.chmod(0o600)
+    monkeypatch.setenv("SPEAK_ENCODER_ENV_FILE", str(env_file))
     monkeypatch.setenv("ENCODER_CRF", "21")
     settings = load_settings(encoder_preset="veryfast", node_name=None)
     assert settings.encoder_preset == "veryfast"  # flag beats .env

@@ -29,7 +29,7 @@ from speak_encoder.testing.ipfs_node import JsIpfsNode
 from speak_encoder.web.app import create_web_app
 from speak_encoder.web.dashboard import CSP, STATIC_DIR, dashboard_routes
 
-TOKEN = "dash-token-123"
+TOKEN = "dash-token-123-0123456"
 CID = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"  # the empty folder's CIDv0
 XSS = "<img src=x onerror=alert(1)>"
 

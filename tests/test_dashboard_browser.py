@@ -15,7 +15,7 @@ from typing import Any
 from speak_encoder.node.models import JobState
 from tests.support.browser_fixtures import LiveNode, screenshot
 
-TOKEN = "op-token-7f3a9c"
+TOKEN = "op-token-7f3a9c-0123456"
 XSS = "<img src=x onerror=\"document.title='pwned';window.__pwned=1\">"
 
 

@@ -16,6 +16,7 @@ from speak_encoder.node.models import JobState, SourceKind
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
 from speak_encoder.sources.embed import EmbedSource
+from speak_encoder.storage.unixfs import import_file
 from speak_encoder.testing.embed_server import EmbedServer
 from speak_encoder.testing.http_faults import BytesPayload, FaultServer
 from tests.support.gateway_fixtures import (
@@ -154,9 +155,11 @@ def test_end_to_end_offered_again_encoded_once_reported_each_time(
     (the server waits for a webhook, or the video stays "processing" forever)."""
     embed = embed_server
     with FaultServer() as ipfs_gateway:
-        base = ipfs_gateway.add_gateway(CID, BytesPayload(sample("landscape").read_bytes()))
+        video = sample("landscape")
+        cid = str(import_file(video).cid)  # the gateway's bytes are checked against the CID
+        base = ipfs_gateway.add_gateway(cid, BytesPayload(video.read_bytes()))
         embed.ipfs_gateway = f"{base}/ipfs"  # input_cid: a loopback gateway URL
-        embed.add_video("carol", "twice", CID)
+        embed.add_video("carol", "twice", cid)
         node = make_gateway_node(
             EMBED_GATEWAY_ENABLED="true", EMBED_GATEWAY_URL=embed.url,
             ENCODER_PRIVATE_KEY=node_key.env_value, IPFS_GATEWAYS=base,

@@ -46,7 +46,7 @@ GOOD: dict[str, tuple[list[tuple[str, int, int]], float]] = {
 BAD: dict[str, tuple[type[SpeakEncoderError], str]] = {
     "audio_only": (MediaError, "no video stream"),
     "truncated": (MediaError, "truncated or corrupt"),
-    "truncated_faststart": (OutputInvalid, "truncated or corrupt"),
+    "truncated_faststart": (MediaError, "truncated or corrupt"),
     "zero_bytes": (SpeakEncoderError, "empty"),
     "not_media": (MediaError, "not a media file"),
 }

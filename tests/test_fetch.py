@@ -34,7 +34,7 @@ from speak_encoder.pipeline.fetch import (
 )
 from speak_encoder.pipeline.source import SourceRef, parse_source
 from speak_encoder.testing.http_faults import FaultServer, PatternPayload
-from tests.support.fetch_fixtures import CID_V0, CID_V1
+from tests.support.fetch_fixtures import CID_V0, CID_V1, payload_cid
 
 MiB = 1024 * 1024
 SettingsFactory = Callable[..., Settings]
@@ -323,12 +323,13 @@ def test_kubo_down_falls_back_to_gateway(
     fault_server: FaultServer, closed_port: int, job_dir: Path, fetch_settings: SettingsFactory
 ) -> None:
     payload = PatternPayload(MiB)
-    gateway = fault_server.add_gateway(CID_V0, payload)
+    cid = payload_cid(payload)
+    gateway = fault_server.add_gateway(cid, payload)
     settings = fetch_settings(
         ipfs_api_addr=f"/ip4/127.0.0.1/tcp/{closed_port}", ipfs_gateways=gateway
     )
     started = time.monotonic()
-    got = fetch(parse_source(f"ipfs://{CID_V0}"), job_dir, settings)
+    got = fetch(parse_source(f"ipfs://{cid}"), job_dir, settings)
     assert time.monotonic() - started < 3
     assert (got.sha256, got.origin, got.path.name) == (payload.sha256(), gateway, "source")
 
@@ -353,13 +354,14 @@ def test_silent_kubo_fails_over_without_resuming(
     fault_server: FaultServer, job_dir: Path, fetch_settings: SettingsFactory
 ) -> None:
     payload = PatternPayload(200_000)
-    api = fault_server.add_kubo(CID_V0, payload, stall_after=0, drop_times=99)
-    gateway = fault_server.add_gateway(CID_V0, payload)
+    cid = payload_cid(payload)
+    api = fault_server.add_kubo(cid, payload, stall_after=0, drop_times=99)
+    gateway = fault_server.add_gateway(cid, payload)
     settings = fetch_settings(
         ipfs_api_addr=api, ipfs_gateways=gateway, fetch_stall_timeout=1, fetch_resumes=5
     )
     started = time.monotonic()
-    got = fetch(parse_source(CID_V0), job_dir, settings)
+    got = fetch(parse_source(cid), job_dir, settings)
     assert time.monotonic() - started < 3
     assert (got.sha256, got.origin) == (payload.sha256(), gateway)
     assert len(fault_server.requests_for("/api/v0/cat")) == 1
@@ -398,8 +400,9 @@ def test_gateway_of_an_ipfs_url_is_tried_first(
     fault_server: FaultServer, closed_port: int, job_dir: Path, fetch_settings: SettingsFactory
 ) -> None:
     payload = PatternPayload(300_000)
-    fault_server.add(f"/gw/ipfs/{CID_V1}", payload)
-    ref = parse_source(f"{fault_server.base_url}/gw/ipfs/{CID_V1}/file.mp4?filename=x")
+    cid = payload_cid(payload, cid_version=1)
+    fault_server.add(f"/gw/ipfs/{cid}", payload)
+    ref = parse_source(f"{fault_server.base_url}/gw/ipfs/{cid}/file.mp4?filename=x")
     settings = fetch_settings(ipfs_gateways=f"http://127.0.0.1:{closed_port}")
     got = fetch(ref, job_dir, settings)
     assert got.sha256 == payload.sha256()

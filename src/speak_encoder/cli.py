@@ -1,7 +1,9 @@
 """The ``speak-encoder`` command.
 
 Each sub-command is a function ``(args, settings) -> exit code``. Settings are read once in
-:func:`main` (environment, ``.env``, then the flags of the command line); a
+:func:`main` (the env file — ``--env-file``, ``SPEAK_ENCODER_ENV_FILE`` or
+``~/.config/speak-encoder/env``, never the working directory's ``.env`` —, the environment, then
+the flags of the command line); a
 :class:`~speak_encoder.errors.SpeakEncoderError` becomes ``error: <message>`` and exit code 1,
 Ctrl-C exit code 130 (SIGTERM of ``encode``: the same clean-up, exit code 143) — never a
 traceback.
@@ -122,6 +124,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"speak-encoder {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     parser.add_argument("--data-dir", type=Path, help="state folder (DATA_DIR)")
+    parser.add_argument(
+        "--env-file",
+        type=Path,
+        help="settings file to read (default: $SPEAK_ENCODER_ENV_FILE, else "
+        "~/.config/speak-encoder/env if it exists; never ./.env)",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     enc = sub.add_parser(
@@ -224,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
         stream=sys.stderr,
     )
     try:
-        settings = load_settings(**{k: getattr(args, k, None) for k in _SETTING_FLAGS})
+        settings = load_settings(
+            env_file=args.env_file, **{k: getattr(args, k, None) for k in _SETTING_FLAGS}
+        )
         # Redaction for every command; `run` raises the level to LOG_LEVEL itself.
         from speak_encoder.logs import secrets_of, setup_logging
 

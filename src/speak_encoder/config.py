@@ -1,7 +1,13 @@
 """One typed settings object, read once at start.
 
 Values come from (highest priority first): command-line flags (passed as keyword arguments to
-:func:`load_settings`), the process environment, then a ``.env`` file in the working directory.
+:func:`load_settings`), the process environment, then an *env file*. The env file is never taken
+from the working directory (a command run in someone else's folder must not take that folder's
+settings, e.g. ``FFMPEG_PATH=./evil.sh``): it is the file given with ``--env-file`` or
+``SPEAK_ENCODER_ENV_FILE`` (empty = none), else :data:`DEFAULT_ENV_FILE` when it exists. Whichever
+it is, it must be a regular file owned by the user running the command (or root) and writable by
+nobody else, in a folder nobody else can write to; otherwise the command stops with a
+:class:`~speak_encoder.errors.ConfigError` instead of reading it.
 Environment names are the field names in upper case, compatible with the existing Node.js
 encoder where it had the same setting (``NODE_NAME``, ``ENCODER_PRIVATE_KEY``,
 ``MAX_CONCURRENT_JOBS``, ``DIRECT_API_*``, ``IPFS_API_ADDR``, ``TEMP_DIR``,
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import os
 import socket
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -95,13 +102,40 @@ DEFAULT_X264_LOOKAHEAD = 10
 DEFAULT_MAX_MUXING_QUEUE = 1024
 #: Poster (thumbnail.jpg), I-frame playlists and storyboard previews in every output folder.
 DEFAULT_OUTPUT_EXTRAS = True
+#: Longest source accepted (seconds of media, announced or measured): 12 hours, as long as a job
+#: may run at all (JOB_TIMEOUT) — a longer video could not be encoded in time anyway.
+DEFAULT_MAX_SOURCE_DURATION_S = 12 * 3600.0
+#: Largest video frame accepted, in pixels (width × height): DCI 8K (8192 × 4320 = 35.4 Mpx), so
+#: every 8K UHD (7680 × 4320) source and its portrait twin still pass.
+DEFAULT_MAX_SOURCE_PIXELS = 8192 * 4320
+#: Resident memory (MiB) one job's ffmpeg may use before it is killed and the job fails for good.
+#: An honest 1080p source with the full ladder peaks near 0.5 GiB (bench/README.md).
+DEFAULT_FFMPEG_MEMORY_MAX_MB = 4096
+#: Seconds a client may take to send a request's headers, and then its body, to the Direct API or
+#: the operator server before the connection is closed (slowloris).
+DEFAULT_HTTP_HEADER_TIMEOUT_S = 10.0
+DEFAULT_HTTP_BODY_TIMEOUT_S = 30.0
+#: Connections each HTTP server holds at once; beyond, the oldest idle one makes room.
+DEFAULT_HTTP_MAX_CONNECTIONS = 64
+#: Shortest DIRECT_API_KEY / DASHBOARD_TOKEN accepted (characters).
+MIN_SECRET_TOKEN_LENGTH = 16
+#: Name of the environment variable that names the env file ("" = read none).
+ENV_FILE_VARIABLE = "SPEAK_ENCODER_ENV_FILE"
+#: The env file read when none is named: $XDG_CONFIG_HOME/speak-encoder/env (if it exists).
+DEFAULT_ENV_FILE = (
+    Path(os.environ.get("XDG_CONFIG_HOME", Path.home() / ".config")) / ("speak-encoder") / "env"
+)
+#: File name of the SQLite job store inside DATA_DIR.
+SQLITE_NAME = "jobs.sqlite3"
+#: Database URL schemes the job store can use.
+DATABASE_SCHEMES = ("sqlite", "postgresql")
 
 
 class Settings(BaseSettings):
     """Every setting of the node. Field ``foo_bar`` is environment variable ``FOO_BAR``."""
 
     model_config = SettingsConfigDict(
-        env_file=".env",
+        env_file=None,  # only ever the file load_settings checked (see the module docstring)
         env_file_encoding="utf-8",
         extra="ignore",
         case_sensitive=False,
@@ -138,6 +172,9 @@ class Settings(BaseSettings):
     #: Poster, I-frame playlists and storyboard, made from the ladder's own decode
     #: (``encode --no-extras`` turns them off for one encode).
     output_extras: bool = DEFAULT_OUTPUT_EXTRAS
+    #: Resident memory (MiB) a job's ffmpeg may use: above, it is killed and the job fails for
+    #: good with a readable error (0 = no limit).
+    ffmpeg_memory_max_mb: int = Field(default=DEFAULT_FFMPEG_MEMORY_MAX_MB, ge=0)
     hardware_acceleration: bool = True
     #: A hardware encoder that failed this many jobs in a row is not tried until re-detection.
     hw_broken_after: int = Field(default=3, ge=1, le=100)
@@ -155,6 +192,17 @@ class Settings(BaseSettings):
     fetch_connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT_S, gt=0)
     fetch_resumes: int = Field(default=DEFAULT_FETCH_RESUMES, ge=0, le=100)
     max_source_mb: int = Field(default=DEFAULT_MAX_SOURCE_MB, gt=0)
+    #: Longest source accepted, in seconds of media: the length its container announces and the
+    #: length its streams really have (their last timestamps) are both checked, before any
+    #: encoding.
+    max_source_duration: float = Field(default=DEFAULT_MAX_SOURCE_DURATION_S, gt=0)
+    #: Largest video frame accepted, in pixels (width × height; the default takes DCI 8K). Checked
+    #: on the probe before anything is decoded, and passed to ffprobe/ffmpeg as -max_pixels.
+    max_source_pixels: int = Field(default=DEFAULT_MAX_SOURCE_PIXELS, ge=64 * 64)
+    #: Check the bytes of an IPFS source fetched from a gateway against its CID while they stream
+    #: (the local Kubo node verifies its own blocks). Assumes `ipfs add` defaults (256 KiB chunks,
+    #: balanced DAG; CIDv1 = raw leaves): a CID made otherwise cannot be verified.
+    ipfs_verify_sources: bool = True
     disk_reserve_mb: int = Field(default=DEFAULT_DISK_RESERVE_MB, ge=0)
     chunk_bytes: int = Field(default=DEFAULT_CHUNK_BYTES, ge=4096, le=16 * 1024 * 1024)
 
@@ -202,6 +250,9 @@ class Settings(BaseSettings):
     direct_api_key: SecretStr | None = None
     #: Largest request body the Direct API accepts (bytes).
     direct_api_max_body: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    #: Serve the Swagger UI at /docs (it loads its script from a CDN; /openapi.json is always
+    #: served).
+    direct_api_docs: bool = False
     #: Rungs of a direct/embed job that is neither short nor premium: STANDARD_RUNGS above.
     #: A re-submitted (owner, permlink, input_cid) is the same job while queued, running or
     #: completed less than this many hours ago.
@@ -239,8 +290,19 @@ class Settings(BaseSettings):
     dashboard_host: str = "127.0.0.1"
     #: Port of the operator server.
     dashboard_port: int = Field(default=3001, ge=1, le=65535)
-    #: Operator token for the dashboard's actions (read-only without it).
+    #: Operator token for the dashboard's actions (read-only without it; at least 16
+    #: characters).
     dashboard_token: SecretStr | None = None
+    #: Host names (comma list) the Direct API and the operator server answer besides their bound
+    #: address and localhost; any other Host header gets 400 (DNS rebinding). "*" = any.
+    allowed_hosts: str = ""
+    #: Seconds a client may take to send a request's headers before the connection is closed.
+    http_header_timeout: float = Field(default=DEFAULT_HTTP_HEADER_TIMEOUT_S, gt=0, le=600)
+    #: Seconds a client may then take to send the body it announced.
+    http_body_timeout: float = Field(default=DEFAULT_HTTP_BODY_TIMEOUT_S, gt=0, le=3600)
+    #: Connections each HTTP server (Direct API, operator server) holds at once (never more
+    #: than 1/8 of the file-descriptor limit); beyond, a slow or idle one is closed to make room.
+    http_max_connections: int = Field(default=DEFAULT_HTTP_MAX_CONNECTIONS, ge=4, le=10000)
 
     @field_validator("encoder_preset")
     @classmethod
@@ -286,7 +348,24 @@ class Settings(BaseSettings):
             raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
         return level
 
-    @field_validator("ipfs_gateways", "standard_rungs", "publish_targets")
+    @field_validator("direct_api_key", "dashboard_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and 0 < len(value.get_secret_value()) < MIN_SECRET_TOKEN_LENGTH:
+            raise ValueError(
+                f"must be at least {MIN_SECRET_TOKEN_LENGTH} characters (a short key can be "
+                "guessed): make one with `openssl rand -hex 24`"
+            )
+        return value
+
+    @field_validator("database_url")
+    @classmethod
+    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            database_url_problem(value.get_secret_value().strip())
+        return value
+
+    @field_validator("ipfs_gateways", "standard_rungs", "publish_targets", "allowed_hosts")
     @classmethod
     def _strip_list(cls, value: str) -> str:
         return ",".join(part.strip() for part in value.split(",") if part.strip())
@@ -301,11 +380,15 @@ class Settings(BaseSettings):
         """The job store's SQLAlchemy URL (a secret: it may hold a password)."""
         if self.database_url is not None and self.database_url.get_secret_value():
             return self.database_url.get_secret_value()
-        return f"sqlite:///{self.data_dir / 'jobs.sqlite3'}"
+        return f"sqlite:///{self.data_dir / SQLITE_NAME}"
 
     @property
     def gateway_list(self) -> list[str]:
         return [g.rstrip("/") for g in self.ipfs_gateways.split(",") if g]
+
+    @property
+    def allowed_host_list(self) -> list[str]:
+        return [h.lower() for h in self.allowed_hosts.split(",") if h]
 
     @property
     def max_source_bytes(self) -> int:
@@ -329,15 +412,90 @@ _SECRET_FIELDS = frozenset(
 )
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read the settings once; CLI flags come in as ``overrides`` (``None`` = not given)."""
-    given = {key: value for key, value in overrides.items() if value is not None}
+def database_url_problem(url: str) -> None:
+    """Raise a ValueError (never echoing ``url``: it may hold a password) if the job store
+    cannot use it; parsing is SQLAlchemy's, imported only when a URL is configured."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
-        return Settings(**given)
+        parsed = make_url(url)
+    except (ArgumentError, ValueError):
+        raise ValueError(
+            "not a database URL: expected postgresql+psycopg://user:password@host/db "
+            "(or empty for SQLite in DATA_DIR)"
+        ) from None
+    backend = parsed.get_backend_name()
+    if backend not in DATABASE_SCHEMES:
+        raise ValueError(
+            f"unsupported database {backend!r}: use postgresql+psycopg://… (or empty for SQLite)"
+        )
+    if backend == "postgresql" and parsed.get_driver_name() != "psycopg":
+        raise ValueError(
+            f"the {parsed.get_driver_name()!r} driver is not installed: use postgresql+psycopg://…"
+        )
+
+
+def env_file_problem(path: Path) -> str | None:
+    """Why ``path`` must not be read as an env file (``None``: it may)."""
+    try:
+        info = path.stat()
+        folder = path.resolve().parent.stat()
+    except OSError as exc:
+        return f"cannot read it ({exc.strerror or exc})"
+    if not stat.S_ISREG(info.st_mode):
+        return "it is not a regular file"
+    owners = {os.geteuid(), 0}
+    if info.st_uid not in owners:
+        return f"it belongs to another user (uid {info.st_uid})"
+    if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return f"others may write to it (mode {stat.S_IMODE(info.st_mode):04o}): chmod go-w it"
+    if folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH) and not folder.st_mode & stat.S_ISVTX:
+        return "its folder is writable by others (the file could be replaced)"
+    if folder.st_uid not in owners and folder.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "its folder belongs to another user and is writable by others"
+    return None
+
+
+def env_file_to_read(env_file: Path | str | None = None) -> Path | None:
+    """The env file to read: ``env_file`` (``--env-file``), else ``SPEAK_ENCODER_ENV_FILE``
+    (empty = none), else :data:`DEFAULT_ENV_FILE` if it exists. A named file that is missing or
+    unsafe, or an unsafe default file, is a :class:`ConfigError`."""
+    named: str | None = str(env_file) if env_file is not None else None
+    variable = ENV_FILE_VARIABLE
+    if named is None:
+        named = os.environ.get(ENV_FILE_VARIABLE)
+    else:
+        variable = "--env-file"
+    if named is not None:
+        if not named.strip():
+            return None
+        path = Path(named).expanduser()
+        if not path.exists():
+            raise ConfigError(f"{variable}: {path} does not exist")
+    elif DEFAULT_ENV_FILE.exists():
+        path = DEFAULT_ENV_FILE
+    else:
+        return None
+    problem = env_file_problem(path)
+    if problem is not None:
+        raise ConfigError(f"refusing to read the env file {path}: {problem}")
+    return path
+
+
+def load_settings(*, env_file: Path | str | None = None, **overrides: Any) -> Settings:
+    """Read the settings once; CLI flags come in as ``overrides`` (``None`` = not given).
+
+    ``env_file`` is ``--env-file`` (see :func:`env_file_to_read`)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    path = env_file_to_read(env_file)
+    try:
+        return Settings(_env_file=path, **given)
     except ValidationError as exc:
         problems = []
         for err in exc.errors():
             field = str(err["loc"][0]) if err["loc"] else "?"
             shown = "" if field in _SECRET_FIELDS else f" (got {err.get('input')!r})"
-            problems.append(f"{field.upper()}: {err['msg']}{shown}")
+            message = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"{field.upper()}: {message}{shown}")
         raise ConfigError("invalid configuration: " + "; ".join(problems)) from None

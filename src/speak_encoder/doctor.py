@@ -15,7 +15,8 @@ credentials, tokens) before they are shown.
 * ``identity``: the key loads (DID shown), key file mode.
 * ``store``: the job store answers.
 * ``disk``: free space in the work directory against DISK_RESERVE_MB.
-* ``permissions``: DATA_DIR and the work directory are writable.
+* ``permissions``: DATA_DIR and the work directory are writable, private (0700), and not a
+  folder shared with other users such as ``/tmp`` (nor inside one).
 * ``config``: settings that work but are risky or contradictory.
 """
 
@@ -60,6 +61,8 @@ REQUIRED_ENCODERS: Final = ("libx264", "aac")
 REQUIRED_FILTERS: Final = ("scale", "split", "fps", "setsar", "format", "aresample", "aformat",
                            "asplit")  # fmt: skip
 OPTIONAL_FILTERS: Final = ("zscale", "tonemap")
+#: Folders every user can write to (TEMP_DIR must not be one of them, nor inside one).
+SHARED_FOLDERS: Final = frozenset({"/tmp", "/var/tmp", "/dev/shm", "/run/shm"})  # noqa: S108
 #: Hosts that only this machine can reach.
 _LOOPBACK_NAMES: Final = frozenset({"localhost", "ip6-localhost"})
 
@@ -406,9 +409,53 @@ def check_permissions(settings: Settings) -> list[Check]:
         else:
             note = "" if path.exists() else " (will be created)"
             checks.append(_check(f"permissions {label}", OK, f"{path} writable{note}"))
+    checks += check_shared_folders(settings)
     if os.geteuid() == 0:
         checks.append(_check("permissions user", WARN, "running as root: run the node as its "
                              "own user (see deploy/speak-encoder.service)"))  # fmt: skip
+    return checks
+
+
+def shared_folder_problem(path: Path) -> str | None:
+    """Why ``path`` (or the folder it would be created in) is shared with other users."""
+    target = path.resolve()
+    if str(target) in SHARED_FOLDERS:
+        return f"{target} is a folder every user of this machine can write to"
+    probe = target
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    for folder in (probe, *probe.parents):
+        try:
+            info = folder.stat()
+        except OSError:
+            continue
+        mode = stat.S_IMODE(info.st_mode)
+        foreign = folder == probe and info.st_uid != os.geteuid()
+        if foreign and mode & (stat.S_IWGRP | stat.S_IWOTH):
+            return f"{folder} belongs to another user and others may write to it"
+        if mode & stat.S_IWOTH:
+            where = "is" if folder == target else f"is inside {folder}, which is"
+            return f"{target} {where} writable by every user"
+    return None
+
+
+def check_shared_folders(settings: Settings) -> list[Check]:
+    """TEMP_DIR (and DATA_DIR) must not be a shared folder such as /tmp: another user could
+    pre-create a job's folder there, or read what the node writes."""
+    checks = []
+    for label, setting, path, hint in (
+        ("work dir", "TEMP_DIR", settings.work_dir, " (the default is $DATA_DIR/work)"),
+        ("DATA_DIR", "DATA_DIR", settings.data_dir, ""),
+    ):
+        problem = shared_folder_problem(path)
+        if problem is not None:
+            checks.append(_check(f"private {label}", WARN, f"{setting}: {problem}: other users "
+                                 "can pre-create or watch the node's folders; use a folder of "
+                                 f"the node's own{hint}"))  # fmt: skip
+        elif path.is_dir() and stat.S_IMODE(path.stat().st_mode) & 0o077:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            checks.append(_check(f"private {label}", WARN, f"{path} is {mode:04o}: others may "
+                                 "read it (the node makes it 0700 when it starts)"))  # fmt: skip
     return checks
 
 
@@ -434,8 +481,6 @@ def check_config(
         if not key:
             problems.append((FAIL, "DIRECT_API_ENABLED without DIRECT_API_KEY: every request "
                              "is refused"))  # fmt: skip
-        elif len(key) < 16:
-            problems.append((WARN, "DIRECT_API_KEY is shorter than 16 characters"))
         if _public_bind(settings.direct_api_host):
             problems.append((WARN, f"DIRECT_API_HOST={settings.direct_api_host}: the Direct API "
                              "is reachable from other machines (put TLS in front)"))  # fmt: skip
@@ -462,6 +507,20 @@ def check_config(
         if url and url.startswith("http://") and _public_bind(_host_of(url)):
             problems.append((WARN, f"{key} is plain http: signatures and tokens cross the "
                              "network unencrypted"))  # fmt: skip
+    if "*" in settings.allowed_host_list:
+        problems.append((WARN, "ALLOWED_HOSTS=*: any Host header is answered (a DNS-rebinding "
+                         "page can read the dashboard and the Direct API)"))  # fmt: skip
+    if not settings.ffmpeg_memory_max_mb:
+        problems.append((WARN, "FFMPEG_MEMORY_MAX_MB=0: a decompression bomb can take all of "
+                         "the machine's memory"))  # fmt: skip
+    elif settings.ffmpeg_memory_max_mb * settings.max_concurrent_jobs > settings.memory_critical_mb:
+        problems.append((WARN, f"FFMPEG_MEMORY_MAX_MB × MAX_CONCURRENT_JOBS "
+                         f"({settings.ffmpeg_memory_max_mb * settings.max_concurrent_jobs} MB) "
+                         "is above MEMORY_CRITICAL_MB: jobs can pause intake before any is "
+                         "stopped"))  # fmt: skip
+    if not settings.ipfs_verify_sources:
+        problems.append((WARN, "IPFS_VERIFY_SOURCES=false: bytes from IPFS gateways are not "
+                         "checked against their CID"))  # fmt: skip
     if settings.memory_warn_mb >= settings.memory_critical_mb:
         problems.append((WARN, "MEMORY_WARN_MB is not below MEMORY_CRITICAL_MB"))
     if settings.retry_base > settings.retry_max:

@@ -17,6 +17,7 @@ node operator can act on and says whether trying again later can help::
     │   │   └── SourceTooLarge             larger than MAX_SOURCE_MB
     │   ├── MediaError                     ffprobe: not media, no video, zero length, corrupt
     │   ├── EncodeError                    ffmpeg failed on this input
+    │   ├── MemoryLimitExceeded            ffmpeg/ffprobe needed more than FFMPEG_MEMORY_MAX_MB
     │   ├── OutputInvalid                  the encoded folder fails the HLS validity checks
     │   ├── UnixfsError                    a path cannot be imported as UnixFS
     │   │   ├── HamtShardingRequired       a directory Kubo would shard (not implemented)
@@ -121,6 +122,10 @@ class MediaError(PermanentError):
 
 class EncodeError(PermanentError):
     """ffmpeg failed on this input."""
+
+
+class MemoryLimitExceeded(PermanentError):
+    """ffmpeg or ffprobe went above FFMPEG_MEMORY_MAX_MB on this source and was killed."""
 
 
 class OutputInvalid(PermanentError):

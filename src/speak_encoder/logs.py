@@ -16,6 +16,11 @@ the dashboard:
 * URL credentials (``scheme://user:pass@`` → ``scheme://user:***@``) and sensitive query
   parameters (``?token=``, ``&sig=``, ``X-Amz-Signature=`` …).
 
+Repeated lines are rate-limited (:class:`RateLimitFilter`, on the same handlers): at most
+:data:`LOG_BURST` records with the same logger, level and message template per
+:data:`LOG_WINDOW_S` seconds; the rest are dropped and the next line let through says how many.
+A flood (a client hammering the servers, a failing accept loop) cannot fill the disk.
+
 :func:`redact` applies the same rules to any text (the dashboard uses it for errors it shows).
 A record's ``job_id`` comes from ``extra={"job_id": …}`` or from :func:`bind_job_id`, which the
 scheduler calls at the start of each job's task (a context variable: every log line of that
@@ -32,7 +37,8 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import Iterable, Iterator
+import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import IO, Any, Final
 from urllib.parse import quote, quote_plus, unquote, urlsplit
@@ -53,6 +59,11 @@ MASK: Final = "***"
 #: Configured secret values shorter than this are not masked by value (a 2-character "secret"
 #: would mask ordinary words); the patterns below still apply.
 MIN_SECRET_LENGTH: Final = 4
+#: Records with the same logger, level and template let through per window, and the window (s).
+LOG_BURST: Final = 50
+LOG_WINDOW_S: Final = 60.0
+#: Templates whose counts are kept (the least recently seen are forgotten first).
+LOG_RATE_KEYS: Final = 1024
 #: Loggers that would log request URLs (with tokens in query strings) at INFO.
 QUIET_LOGGERS: Final = {"httpx": logging.WARNING, "httpcore": logging.WARNING}
 #: The human console format.
@@ -185,6 +196,72 @@ def current_job_id() -> str | None:
 # --- filter, formatters, handlers ----------------------------------------------------------
 
 
+class RateLimiter:
+    """Counts records per (logger, level, template) in fixed windows (bounded: an LRU)."""
+
+    def __init__(
+        self,
+        burst: int = LOG_BURST,
+        window: float = LOG_WINDOW_S,
+        max_keys: int = LOG_RATE_KEYS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.burst = burst
+        self.window = window
+        self.max_keys = max_keys
+        self._clock = clock
+        self._lock = threading.Lock()
+        # key → [window start, records in it, records dropped in it and not reported yet]
+        self._seen: collections.OrderedDict[tuple[str, int, str], list[float]] = (
+            collections.OrderedDict()
+        )
+
+    def admit(self, name: str, level: int, template: str) -> tuple[bool, int]:
+        """Whether to emit this record, and how many similar ones were dropped before it."""
+        key = (name, level, template)
+        now = self._clock()
+        with self._lock:
+            state = self._seen.get(key)
+            if state is None or now - state[0] >= self.window:
+                dropped = int(state[2]) if state is not None else 0
+                self._seen[key] = [now, 1.0, 0.0]
+                self._seen.move_to_end(key)
+                while len(self._seen) > self.max_keys:
+                    self._seen.popitem(last=False)
+                return True, dropped
+            self._seen.move_to_end(key)
+            if state[1] < self.burst:
+                state[1] += 1
+                return True, 0
+            state[2] += 1
+            return False, 0
+
+
+#: The process-wide limiter (every handler setup_logging installs shares it).
+RATE_LIMITER = RateLimiter()
+
+
+class RateLimitFilter(logging.Filter):
+    """Drops a record beyond the limiter's burst (decided once per record, whatever the number
+    of handlers); the first record of a new window notes how many similar ones were dropped.
+    Placed before :class:`RedactingFilter`, which rewrites the message."""
+
+    def __init__(self, limiter: RateLimiter | None = None) -> None:
+        super().__init__()
+        self.limiter = limiter or RATE_LIMITER
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        decided = getattr(record, "_speak_rate_ok", None)
+        if decided is not None:
+            return bool(decided)
+        template = str(record.msg)  # before RedactingFilter formats it
+        ok, dropped = self.limiter.admit(record.name, record.levelno, template)
+        if ok and dropped and isinstance(record.msg, str):
+            record.msg = record.msg + f" [{dropped} similar line(s) dropped: rate limit]"
+        record._speak_rate_ok = ok
+        return ok
+
+
 class RedactingFilter(logging.Filter):
     """Redacts a record in place: message with its args, traceback and stack; adds ``job_id``.
 
@@ -283,12 +360,20 @@ class LogEntry:
 class RingBufferHandler(logging.Handler):
     """The last ``capacity`` records, redacted, in memory (bounded: a deque)."""
 
-    def __init__(self, capacity: int = DEFAULT_RING_LINES, level: int = logging.NOTSET) -> None:
+    def __init__(
+        self,
+        capacity: int = DEFAULT_RING_LINES,
+        level: int = logging.NOTSET,
+        *,
+        rate_limited: bool = False,
+    ) -> None:
         super().__init__(level)
         self.capacity = capacity
         self._entries: collections.deque[LogEntry] = collections.deque(maxlen=capacity)
         self._seq = 0
         self._changed = threading.Condition()
+        if rate_limited:
+            self.addFilter(RateLimitFilter())
         self.addFilter(RedactingFilter())
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -388,8 +473,9 @@ def setup_logging(
             root.removeHandler(handler)
     console = _NodeStreamHandler(stream if stream is not None else sys.stderr)
     console.setFormatter(JsonFormatter() if fmt == LOG_FORMAT_JSON else HumanFormatter())
+    console.addFilter(RateLimitFilter())
     console.addFilter(RedactingFilter())
-    ring = RingBufferHandler(ring_lines)
+    ring = RingBufferHandler(ring_lines, rate_limited=True)
     root.addHandler(console)
     root.addHandler(ring)
     root.setLevel(_level(level))
@@ -424,11 +510,14 @@ __all__ = [
     "LOG_FORMAT_HUMAN",
     "LOG_FORMAT_JSON",
     "MASK",
+    "RATE_LIMITER",
     "REDACTOR",
     "HumanFormatter",
     "JsonFormatter",
     "LogEntry",
     "LogSetup",
+    "RateLimitFilter",
+    "RateLimiter",
     "RedactingFilter",
     "Redactor",
     "RingBufferHandler",

@@ -18,12 +18,13 @@ import asyncio
 import contextlib
 import ctypes
 import os
-import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
+
+import psutil
 
 from speak_encoder.errors import ConfigError
 
@@ -31,6 +32,16 @@ from speak_encoder.errors import ConfigError
 TERMINATE_GRACE_S = 3.0
 #: Default cap on captured stdout (ffprobe JSON of a huge file stays well below this).
 DEFAULT_MAX_OUTPUT = 16 * 1024 * 1024
+#: Seconds between two samples of a watched process's resident memory (:func:`watch_memory`).
+MEMORY_POLL_S = 0.1
+
+
+class MemoryLimitHit(Exception):
+    """A watched process went above its memory limit and was killed (callers translate it)."""
+
+    def __init__(self, rss: int) -> None:
+        super().__init__(f"resident memory {rss} bytes")
+        self.rss = rss
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +71,7 @@ def _resolve_prctl() -> Callable[..., int] | None:
 _PRCTL = _resolve_prctl()
 
 
-def _child_setup(parent: int, memory_limit: int | None) -> Callable[[], None]:
+def _child_setup(parent: int) -> Callable[[], None]:
     """What the child runs between fork and exec (see the module docstring)."""
 
     def setup() -> None:
@@ -68,8 +79,6 @@ def _child_setup(parent: int, memory_limit: int | None) -> Callable[[], None]:
             _PRCTL(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0)
             if os.getppid() != parent:  # the parent died before the request took effect
                 os._exit(1)
-        if memory_limit is not None:
-            resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
 
     return setup
 
@@ -79,16 +88,14 @@ def _child_setup(parent: int, memory_limit: int | None) -> Callable[[], None]:
 on_spawn: ContextVar[Callable[[int], None] | None] = ContextVar("on_spawn", default=None)
 
 
-async def start(
-    argv: Sequence[str], *, memory_limit: int | None = None, **kwargs: object
-) -> asyncio.subprocess.Process:
+async def start(argv: Sequence[str], **kwargs: object) -> asyncio.subprocess.Process:
     """Start ``argv`` in its own process group, to die with this process; a missing binary is
-    a :class:`ConfigError`. ``memory_limit`` (bytes) caps the child's address space."""
+    a :class:`ConfigError`."""
     try:
         proc = await asyncio.create_subprocess_exec(
             *argv,
             start_new_session=True,
-            preexec_fn=_child_setup(os.getpid(), memory_limit),
+            preexec_fn=_child_setup(os.getpid()),
             **kwargs,  # type: ignore[arg-type]
         )
     except FileNotFoundError:
@@ -125,6 +132,45 @@ async def stop(proc: asyncio.subprocess.Process, grace: float = TERMINATE_GRACE_
     kill_group(proc, signal.SIGKILL)  # stragglers of the group
 
 
+def _group_rss(pid: int) -> int:
+    """Resident memory of ``pid`` and its descendants, in bytes (0 once it is gone)."""
+    try:
+        root = psutil.Process(pid)
+        procs = [root, *root.children(recursive=True)]
+    except psutil.Error:
+        return 0
+    total = 0
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            total += proc.memory_info().rss
+    return total
+
+
+async def watch_memory(
+    proc: asyncio.subprocess.Process, limit: int | None, *, interval: float = MEMORY_POLL_S
+) -> int | None:
+    """Sample ``proc``'s resident memory (with its children) every ``interval`` seconds until
+    it exits; above ``limit`` bytes, kill its group and return the RSS seen (else ``None``).
+
+    Resident, not virtual, memory: x264 threads and malloc arenas make ffmpeg's address space
+    several times its RSS, so an address-space limit would kill honest encodes.
+    """
+    if limit is None:
+        return None
+    while proc.returncode is None:
+        rss = await asyncio.to_thread(_group_rss, proc.pid)
+        if rss > limit:
+            kill_group(proc)
+            return rss
+        await asyncio.sleep(interval)
+    return None
+
+
+async def read_bounded(stream: asyncio.StreamReader | None, limit: int) -> bytes:
+    """Read ``stream`` to its end, keeping at most ``limit`` bytes."""
+    return await _read_bounded(stream, limit)
+
+
 async def _read_bounded(stream: asyncio.StreamReader | None, limit: int) -> bytes:
     if stream is None:
         return b""
@@ -142,11 +188,13 @@ async def run_capture(
     *,
     timeout: float,
     max_output: int = DEFAULT_MAX_OUTPUT,
+    memory_limit: int | None = None,
 ) -> Completed:
     """Run ``argv`` to completion and capture at most ``max_output`` bytes of each stream.
 
     The process group is killed if it outlives ``timeout`` (a plain :class:`TimeoutError` is
-    raised for the caller to translate into its own error) or if the caller is cancelled.
+    raised for the caller to translate into its own error), if its resident memory goes above
+    ``memory_limit`` bytes (:class:`MemoryLimitHit`), or if the caller is cancelled.
     (``asyncio.timeout``, not ``wait_for`` around ``gather``: on Python 3.11 a cancelled
     ``wait_for`` leaves the gather's exception unretrieved, and asyncio prints a traceback.)
     """
@@ -156,6 +204,7 @@ async def run_capture(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    watcher = asyncio.ensure_future(watch_memory(proc, memory_limit))
     try:
         async with asyncio.timeout(timeout):
             out, err = await asyncio.gather(
@@ -164,7 +213,22 @@ async def run_capture(
             rc = await proc.wait()
     finally:
         await stop(proc, grace=0.5)
+        hit = watcher.result() if watcher.done() and not watcher.cancelled() else None
+        watcher.cancel()
+        await asyncio.wait({watcher})  # finished before the process object goes
+    if hit is not None:
+        raise MemoryLimitHit(hit)
     return Completed(rc, out, err)
 
 
-__all__ = ["Completed", "kill_group", "on_spawn", "run_capture", "start", "stop"]
+__all__ = [
+    "Completed",
+    "MemoryLimitHit",
+    "kill_group",
+    "on_spawn",
+    "read_bounded",
+    "run_capture",
+    "start",
+    "stop",
+    "watch_memory",
+]

@@ -10,11 +10,21 @@ from typing import Any
 import pytest
 
 from speak_encoder.config import Settings, load_settings
-from speak_encoder.testing.http_faults import FaultServer
+from speak_encoder.storage.unixfs import FileImporter
+from speak_encoder.testing.http_faults import FaultServer, Payload
 
 #: A syntactically valid CIDv0 and CIDv1 (they need not exist anywhere).
 CID_V0 = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"
 CID_V1 = "bafybeigdyrzt5sfp7udm7hu76uh7y26nf3efuylqabf3oclgtqy55fbzdi"
+
+
+def payload_cid(payload: Payload, *, cid_version: int = 0) -> str:
+    """The CID ``ipfs add`` gives ``payload`` (what a gateway serving it must match)."""
+    importer = FileImporter(cid_version=cid_version)
+    step = 1024 * 1024
+    for start in range(0, payload.size, step):
+        importer.update(payload.read(start, min(payload.size, start + step)))
+    return str(importer.finish().cid)
 
 
 @pytest.fixture

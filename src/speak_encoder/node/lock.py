@@ -16,6 +16,7 @@ from pathlib import Path
 from types import TracebackType
 
 from speak_encoder.errors import ConfigError
+from speak_encoder.private_files import ensure_private_dir
 
 #: The lock file's name inside DATA_DIR.
 LOCK_NAME = "node.lock"
@@ -31,7 +32,7 @@ class DataDirLock:
 
     def acquire(self) -> DataDirLock:
         """Take the lock or raise :class:`ConfigError` (exit 1) naming the node holding it."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        ensure_private_dir(self.data_dir)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

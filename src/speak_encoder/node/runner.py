@@ -42,6 +42,8 @@ from speak_encoder.node.activity import Activity
 from speak_encoder.node.hooks import SourceHooks
 from speak_encoder.node.models import STAGES, Checkpoint, Job, SourceKind, Stage
 from speak_encoder.node.store import JobStore
+from speak_encoder.private_files import make_work_dir
+from speak_encoder.urlguard import UrlGuard
 from speak_encoder.web.metrics import REGISTRY
 
 if TYPE_CHECKING:
@@ -127,7 +129,9 @@ async def _fetch(run: JobRun) -> dict[str, Any]:
             fraction, detail=f"{p.done_bytes / 1e6:.1f} MB", speed=f"{rate / 1e6:.1f} MB/s"
         )
 
-    fetched = await fetch_source(ref, run.job_dir, run.settings, on_progress=progress)
+    # A remote job's URLs are a stranger's: every hop checked and pinned (pipeline.fetch).
+    guard = None if run.job.kind is SourceKind.LOCAL else UrlGuard.from_settings(run.settings)
+    fetched = await fetch_source(ref, run.job_dir, run.settings, on_progress=progress, guard=guard)
     run.work.source = fetched.path
     return {
         "path": str(fetched.path),
@@ -140,10 +144,11 @@ async def _fetch(run: JobRun) -> dict[str, Any]:
 
 async def _probe(run: JobRun) -> dict[str, Any]:
     from speak_encoder.pipeline.encode_job import describe_media
-    from speak_encoder.pipeline.probe import probe
+    from speak_encoder.pipeline.probe import ProbeLimits, probe
 
     assert run.work.source is not None
-    info = await probe(run.work.source, ffprobe=run.settings.ffprobe_path)
+    limits = ProbeLimits.from_settings(run.settings)
+    info = await probe(run.work.source, ffprobe=run.settings.ffprobe_path, limits=limits)
     run.work.info = info
     return {"summary": describe_media(info), "duration": info.duration}
 
@@ -389,7 +394,7 @@ def _test_pause(stage: Stage) -> float:
 
 async def run_job(run: JobRun) -> dict[str, Any]:
     """Run (or resume) every stage of ``run.job``; returns its public result."""
-    await asyncio.to_thread(run.job_dir.mkdir, parents=True, exist_ok=True)
+    await asyncio.to_thread(make_work_dir, run.job_dir, resume=True)
     proc.on_spawn.set(children.recorder(run.job_dir))  # this task's children are recorded
     checkpoints: dict[Stage, Checkpoint] = await run.db(run.store.checkpoints, run.job.id)
     start = await _resume_point(run, checkpoints)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -29,6 +29,13 @@ from speak_encoder.node.models import SourceKind, is_job_id
 from speak_encoder.node.monitor import Monitor
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
+from speak_encoder.private_files import (
+    ENCODE_DIR,
+    PRIVATE_UMASK,
+    ensure_private_dir,
+    is_stale_work_dir,
+    remove_tree,
+)
 from speak_encoder.storage.pins import PINS_DB_NAME
 
 log = logging.getLogger(__name__)
@@ -40,18 +47,24 @@ PRUNE_INTERVAL_S = 3600.0
 
 
 def clean_work_dir(work_dir: Path, keep: set[str]) -> list[str]:
-    """Remove work folders that belong to no active job (crashes, finished jobs)."""
+    """Remove the work folders the node made that belong to no active job (crashes, finished
+    jobs), and nothing else.
+
+    TEMP_DIR may hold the operator's own files or be shared: only a real folder (never a
+    symlink, never a file) named like a job id (or ``job-<hex>`` of ``speak-encoder encode``),
+    owned by this user and holding the node's work marker whose process is gone is removed —
+    without following any symlink inside it (:mod:`speak_encoder.private_files`).
+    """
     removed: list[str] = []
     if not work_dir.is_dir():
         return removed
-    for entry in work_dir.iterdir():
-        if entry.name in keep and is_job_id(entry.name):
-            continue
-        if entry.is_dir() and not entry.is_symlink():
-            shutil.rmtree(entry, ignore_errors=True)
-        else:
-            entry.unlink(missing_ok=True)
-        removed.append(entry.name)
+    with os.scandir(work_dir) as entries:
+        for entry in entries:
+            named = is_job_id(entry.name) or bool(ENCODE_DIR.fullmatch(entry.name))
+            if entry.name in keep or not is_stale_work_dir(entry, named=named):
+                continue
+            remove_tree(Path(entry.path))
+            removed.append(entry.name)
     return removed
 
 
@@ -104,7 +117,9 @@ class Service:
             self.settings.data_dir / PINS_DB_NAME, node=self.settings.node_name
         )
         recovered = self.store.recover(self.node)
-        self.settings.work_dir.mkdir(parents=True, exist_ok=True)
+        os.umask(PRIVATE_UMASK)  # the node's files (and its ffmpeg's) are 0600, folders 0700
+        ensure_private_dir(self.settings.data_dir)
+        ensure_private_dir(self.settings.work_dir)
         removed = clean_work_dir(self.settings.work_dir, self.store.active_ids())
         log.info(
             "node %s ready: store schema v%d, %d job(s) resumed after a crash, %d stale work "

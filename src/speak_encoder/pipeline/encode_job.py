@@ -55,10 +55,17 @@ from speak_encoder.pipeline.overlap import (
 )
 from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
 from speak_encoder.pipeline.poster import make_poster
-from speak_encoder.pipeline.probe import MediaInfo, probe
+from speak_encoder.pipeline.probe import (
+    TRUNCATION_TOLERANCE_FRACTION,
+    TRUNCATION_TOLERANCE_S,
+    MediaInfo,
+    ProbeLimits,
+    probe,
+)
 from speak_encoder.pipeline.source import SourceRef, parse_source
 from speak_encoder.pipeline.storyboard import format_storyboard, make_sprite, storyboard_cues
 from speak_encoder.pipeline.verify import ValidationReport, format_report, validate_folder
+from speak_encoder.private_files import make_work_dir
 from speak_encoder.storage.local_store import keep_folder
 from speak_encoder.storage.unixfs import import_folder
 
@@ -140,6 +147,8 @@ def tuning_from(settings: Settings) -> EncoderTuning:
         max_muxing_queue=settings.max_muxing_queue,
         x264_threads=settings.x264_threads,
         rc_lookahead=settings.x264_rc_lookahead,
+        max_pixels=settings.max_source_pixels,
+        memory_max_mb=settings.ffmpeg_memory_max_mb,
     )
 
 
@@ -175,9 +184,8 @@ def _encode_reporter(report: Reporter, plan: EncodePlan) -> Any:
 
 
 #: Output this much shorter than the source announces (seconds, or the fraction of its length
-#: if larger) means the source was cut short: a partial upload must not pass as a video.
-TRUNCATION_TOLERANCE_S = 2.0
-TRUNCATION_TOLERANCE_FRACTION = 0.02
+#: if larger) means the source was cut short: a partial upload must not pass as a video. The
+#: probe applies the same rule to the source's own streams (pipeline.probe).
 
 
 def _truncation_error(renditions: list[RenditionStats], plan: EncodePlan) -> OutputInvalid | None:
@@ -242,13 +250,15 @@ async def encode(
     tools = asyncio.ensure_future(_inspect_tools(settings))
     job_dir = settings.work_dir / f"job-{uuid.uuid4().hex}"
     try:
-        job_dir.mkdir(parents=True, mode=0o700)
+        make_work_dir(job_dir)
         report(StageEvent("fetch", 0.0, detail=ref.kind))
         fetched = await fetch_source(ref, job_dir, settings, on_progress=_fetch_reporter(report))
         report(StageEvent("fetch", 1.0, detail=f"{fetched.size / 1e6:.1f} MB", done=True))
 
         report(StageEvent("probe"))
-        info: MediaInfo = await probe(fetched.path, ffprobe=settings.ffprobe_path)
+        info: MediaInfo = await probe(
+            fetched.path, ffprobe=settings.ffprobe_path, limits=ProbeLimits.from_settings(settings)
+        )
         report(StageEvent("probe", 1.0, detail=describe_media(info), done=True))
 
         plan = plan_encode(info, options, ladder)

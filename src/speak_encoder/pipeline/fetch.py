@@ -7,6 +7,21 @@ node (``cat``) when it answers, then from each gateway in turn.
 Every httpx failure is translated here into the project's error tree
 (:mod:`speak_encoder.errors`); messages never contain a URL's password or query string.
 
+**URLs from strangers** (issue 11): a job from a remote source passes a
+:class:`~speak_encoder.urlguard.UrlGuard`. Redirects are then followed here, not by httpx, at
+most :data:`MAX_REDIRECTS`: every hop of a job's own URL (an ``http(s)`` source, the gateway of a
+``…/ipfs/CID`` URL) — and every redirect of a configured gateway — is checked and *pinned* (the
+request goes to the address that was checked; Host and TLS name stay the host's) and no
+connection is ever reused for another host. A refused hop never gets a request, and the job
+fails with one message whatever lies behind it (:data:`REFUSED_HOP`), so the error a gateway
+receives cannot tell a closed port from a 500, a 401 or a success.
+
+**IPFS bytes from a gateway** are hashed into the CID they must have while they are written
+(:class:`~speak_encoder.storage.unixfs.FileImporter`, ``ipfs add`` defaults) when
+``IPFS_VERIFY_SOURCES`` is on: bytes that are not that CID are deleted and the next origin is
+tried; if none delivers the CID the job fails for good (:class:`~speak_encoder.errors.
+CidMismatch`). The local Kubo node verifies its own blocks.
+
 A transfer that drops (connection reset, incomplete body, stall) is resumed with
 ``Range: bytes=N-`` (Kubo: ``offset=N``) up to ``FETCH_RESUMES`` times. A *stall* is either a
 network read that waits ``FETCH_STALL_TIMEOUT`` seconds for a byte (httpx's read timeout) or a
@@ -21,6 +36,7 @@ import errno
 import hashlib
 import json
 import logging
+import os
 import re
 import shutil
 import stat
@@ -29,13 +45,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
 import httpx
 
 from speak_encoder import USER_AGENT
 from speak_encoder.config import Settings
 from speak_encoder.errors import (
+    CidMismatch,
     InsufficientDisk,
     NetworkError,
     SourceNotFound,
@@ -43,9 +60,14 @@ from speak_encoder.errors import (
     SourceTooLarge,
     SpeakEncoderError,
     StallError,
+    UnsafeUrl,
     UpstreamError,
 )
 from speak_encoder.pipeline.source import SourceRef
+from speak_encoder.private_files import open_private
+from speak_encoder.storage.cid import DAG_PB, RAW, SHA2_256, parse_cid
+from speak_encoder.storage.unixfs import FileImporter
+from speak_encoder.urlguard import PinnedUrl, UrlGuard
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +80,15 @@ BACKOFF_FIRST_S = 0.5
 BACKOFF_MAX_S = 5.0
 #: Redirects followed per request.
 MAX_REDIRECTS = 5
+#: Status codes of a redirect this stage follows (with a Location header).
+REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
+#: The one message of a refused hop: it never says what the address is or what it would answer.
+REFUSED_HOP = (
+    "the source URL, or a redirect it sent, leads to an address this node does not fetch from "
+    "(loopback, private, link-local or its own IPFS RPC): refused"
+)
+#: The one message when a hop's host name does not resolve (retryable: DNS may heal).
+UNRESOLVED_HOP = "cannot resolve the host of the source (or of a redirect it sent)"
 #: Connect timeout for the local Kubo node: when it is down, move on to the gateways quickly.
 KUBO_CONNECT_TIMEOUT_S = 2.0
 #: A transfer slower than this, averaged over FETCH_STALL_TIMEOUT seconds, is a stall.
@@ -203,6 +234,10 @@ class _Origin:
     label: str
     url: str
     kubo_cid: str | None = None  # set for the local Kubo node's cat
+    #: The URL came with the job: its first hop is checked too (redirects always are).
+    from_job: bool = False
+    #: Bytes must be this CID (an IPFS source from a gateway).
+    verify_cid: str | None = None
 
 
 @dataclass(slots=True)
@@ -257,8 +292,22 @@ def _check_size(size: int, settings: Settings, what: str) -> None:
         )
 
 
+def _importer_for(cid: str) -> FileImporter:
+    """The importer whose root must be ``cid`` (``ipfs add`` defaults for its version)."""
+    parsed = parse_cid(cid)
+    if parsed.multihash[:1] != bytes([SHA2_256]) or parsed.codec not in (DAG_PB, RAW):
+        raise CidMismatch(
+            f"CID {cid} is not a sha2-256 dag-pb/raw CID: its bytes cannot be verified "
+            "(IPFS_VERIFY_SOURCES)",
+            expected=cid,
+            got="",
+        )
+    return FileImporter(cid_version=parsed.version)
+
+
 class _Sink:
-    """The partial download: one file opened once, the running sha256 and the byte count."""
+    """The partial download: one file opened once, the running sha256 and the byte count, and
+    the CID the bytes must have (:meth:`expect`)."""
 
     def __init__(self, path: Path, settings: Settings, progress: _Progress) -> None:
         self.path = path
@@ -269,15 +318,37 @@ class _Sink:
         self._progress = progress
         self._digest = hashlib.sha256()
         self._next_disk_check = DISK_RECHECK_BYTES
-        self._file: IO[bytes] = open(path, "wb")  # noqa: SIM115 - closed in close()
+        self._cid: str | None = None
+        self._importer: FileImporter | None = None
+        # 0600 whatever the umask, never through a symlink; closed in close()
+        self._file: IO[bytes] = os.fdopen(open_private(path), "wb")
+
+    def expect(self, cid: str | None) -> None:
+        """From the next :meth:`reset` on, the bytes must form ``cid`` (``None``: no check)."""
+        self._cid = cid
 
     def reset(self) -> None:
         """Start again from byte 0 (the origin cannot resume, or a new origin)."""
         self._file.seek(0)
         self._file.truncate()
         self._digest = hashlib.sha256()
+        self._importer = _importer_for(self._cid) if self._cid is not None else None
         self.size = 0
         self._next_disk_check = DISK_RECHECK_BYTES
+
+    def check_cid(self, label: str) -> None:
+        """Refuse the bytes written so far unless they are the expected CID."""
+        if self._importer is None or self._cid is None:
+            return
+        root = self._importer.finish().cid
+        self._importer = None
+        got = str(root)
+        if root != parse_cid(self._cid):
+            raise CidMismatch(
+                f"{label} sent bytes that are not CID {self._cid} (they hash to {got}): refused",
+                expected=self._cid,
+                got=got,
+            )
 
     def write(self, chunk: bytes | bytearray, label: str) -> None:
         new_size = self.size + len(chunk)
@@ -291,6 +362,8 @@ class _Sink:
         except OSError as exc:
             raise _os_error(exc, self.path) from None
         self._digest.update(chunk)
+        if self._importer is not None:
+            self._importer.update(chunk)
         self.size = new_size
         self.received += len(chunk)
         if self.size >= self._next_disk_check:
@@ -393,8 +466,16 @@ def _stall(label: str, seconds: float, have: int) -> StallError:
 
 
 def _build_request(
-    client: httpx.AsyncClient, origin: _Origin, have: int, transfer: _Transfer
+    client: httpx.AsyncClient,
+    origin: _Origin,
+    have: int,
+    transfer: _Transfer,
+    *,
+    url: str | None = None,
+    pinned: PinnedUrl | None = None,
 ) -> httpx.Request:
+    """The request of one hop: ``url`` (default the origin's), sent to ``pinned``'s checked
+    address when given (Host header and TLS name of the original host)."""
     if origin.kubo_cid is not None:
         params = {"arg": origin.kubo_cid}
         if have:
@@ -410,7 +491,57 @@ def _build_request(
         headers["Range"] = f"bytes={have}-"
         if transfer.validator:
             headers["If-Range"] = transfer.validator
-    return client.build_request("GET", origin.url, headers=headers)
+    if pinned is None:
+        return client.build_request("GET", url or origin.url, headers=headers)
+    headers["Host"] = pinned.host_header
+    return client.build_request(
+        "GET", pinned.connect_url, headers=headers, extensions={"sni_hostname": pinned.host}
+    )
+
+
+async def _pin_hop(guard: UrlGuard, url: str, origin: _Origin) -> PinnedUrl:
+    """Check ``url`` and pin its address; refusals all read :data:`REFUSED_HOP`."""
+    try:
+        return await guard.pin(url, what="source")
+    except UnsafeUrl as exc:
+        log.warning("%s: a hop of the download is refused (%s)", origin.label, exc.message)
+        raise UnsafeUrl(REFUSED_HOP) from None
+    except NetworkError as exc:
+        log.info("%s: a hop of the download does not resolve (%s)", origin.label, exc.message)
+        raise NetworkError(UNRESOLVED_HOP) from None
+
+
+async def _send(
+    client: httpx.AsyncClient,
+    origin: _Origin,
+    sink: _Sink,
+    transfer: _Transfer,
+    guard: UrlGuard | None,
+) -> httpx.Response:
+    """Send the request, following up to :data:`MAX_REDIRECTS` redirects, each hop checked
+    and pinned by ``guard`` (module docstring); returns the final (streaming) response."""
+    url = origin.url
+    for hop in range(MAX_REDIRECTS + 1):
+        pinned = None
+        if guard is not None and origin.kubo_cid is None and (hop or origin.from_job):
+            pinned = await _pin_hop(guard, url, origin)
+        request = _build_request(client, origin, sink.size, transfer, url=url, pinned=pinned)
+        response = await client.send(request, stream=True)
+        location = response.headers.get("location")
+        if (
+            origin.kubo_cid is not None
+            or response.status_code not in REDIRECT_CODES
+            or not location
+        ):
+            return response
+        await response.aclose()
+        try:
+            url = urljoin(url, location.strip())
+        except ValueError:
+            raise SourceRejected(f"{origin.label} redirected to an unusable URL") from None
+        if urlsplit(url).scheme not in ("http", "https"):
+            raise SourceRejected(f"{origin.label} redirected to an unsupported URL")
+    raise SourceRejected(f"{origin.label} redirected more than {MAX_REDIRECTS} times")
 
 
 def _check_content_headers(response: httpx.Response, origin: _Origin) -> None:
@@ -522,10 +653,10 @@ async def _attempt(
     sink: _Sink,
     transfer: _Transfer,
     settings: Settings,
+    guard: UrlGuard | None = None,
 ) -> None:
     """One request: status, headers, body. Raises :class:`_Interrupted` when resumable."""
-    request = _build_request(client, origin, sink.size, transfer)
-    response = await client.send(request, stream=True)
+    response = await _send(client, origin, sink, transfer, guard)
     try:
         code = response.status_code
         body = b"" if code in (200, 206) else await _read_error_body(response)
@@ -554,6 +685,7 @@ async def _from_origin(
     settings: Settings,
     *,
     failover: bool,
+    guard: UrlGuard | None = None,
 ) -> None:
     """Download everything from ``origin``, resuming up to ``settings.fetch_resumes`` times.
 
@@ -566,7 +698,8 @@ async def _from_origin(
         received_before = sink.received
         try:
             try:
-                await _attempt(client, origin, sink, transfer, settings)
+                await _attempt(client, origin, sink, transfer, settings, guard)
+                sink.check_cid(origin.label)
                 return
             except httpx.HTTPError as exc:
                 raise _translate(exc, origin, sink.size, settings.fetch_stall_timeout) from None
@@ -591,7 +724,7 @@ async def _from_origin(
 
 def _origins(ref: SourceRef, settings: Settings) -> list[_Origin]:
     if ref.kind == "http":
-        return [_Origin(redact_url(ref.value), ref.value)]
+        return [_Origin(redact_url(ref.value), ref.value, from_job=True)]
     origins: list[_Origin] = []
     api = kubo_api_url(settings.ipfs_api_addr)
     if api is not None:
@@ -601,9 +734,14 @@ def _origins(ref: SourceRef, settings: Settings) -> list[_Origin]:
             "IPFS_API_ADDR %r is not a usable multiaddr or URL: skipping the local node",
             settings.ipfs_api_addr,
         )
-    gateways = [ref.gateway.rstrip("/")] if ref.gateway else []
+    own = ref.gateway.rstrip("/") if ref.gateway else None
+    gateways = [own] if own else []
     gateways += [gw for gw in settings.gateway_list if gw not in gateways]
-    origins += [_Origin(redact_url(gw), f"{gw}/ipfs/{ref.value}") for gw in gateways]
+    verify = ref.value if settings.ipfs_verify_sources else None
+    origins += [
+        _Origin(redact_url(gw), f"{gw}/ipfs/{ref.value}", from_job=gw == own, verify_cid=verify)
+        for gw in gateways
+    ]
     return origins
 
 
@@ -615,7 +753,10 @@ def _all_failed(ref: SourceRef, failures: list[tuple[_Origin, SpeakEncoderError]
         return SourceNotFound(f"CID {ref.value} was not found on any origin ({summary})")
     retryable = [err for _, err in failures if err.retryable]
     last = retryable[-1] if retryable else failures[-1][1]
-    return type(last)(f"could not fetch {ref.value} from any origin ({summary})")
+    message = f"could not fetch {ref.value} from any origin ({summary})"
+    if isinstance(last, CidMismatch):
+        return CidMismatch(message, expected=last.expected, got=last.got)
+    return type(last)(message)
 
 
 async def _download(
@@ -624,6 +765,7 @@ async def _download(
     settings: Settings,
     progress: _Progress,
     transport: httpx.AsyncBaseTransport | None,
+    guard: UrlGuard | None = None,
 ) -> str:
     """Fill ``sink`` from the first origin that works; returns that origin's label."""
     timeout = httpx.Timeout(
@@ -635,17 +777,21 @@ async def _download(
     failures: list[tuple[_Origin, SpeakEncoderError]] = []
     async with httpx.AsyncClient(
         headers={"User-Agent": USER_AGENT},
-        follow_redirects=True,
-        max_redirects=MAX_REDIRECTS,
+        follow_redirects=False,  # followed by _send, each hop checked
         timeout=timeout,
         transport=transport,
         trust_env=False,
+        # A pinned connection is made for one host name: never reused for another.
+        limits=httpx.Limits(max_keepalive_connections=0 if guard is not None else None),
     ) as client:
         for origin in _origins(ref, settings):
             progress.origin = origin.label
+            sink.expect(origin.verify_cid)
             sink.reset()
             try:
-                await _from_origin(client, origin, sink, settings, failover=ref.kind == "ipfs")
+                await _from_origin(
+                    client, origin, sink, settings, failover=ref.kind == "ipfs", guard=guard
+                )
                 return origin.label
             except (SourceTooLarge, InsufficientDisk):
                 raise
@@ -724,12 +870,14 @@ async def fetch_source(
     *,
     on_progress: ProgressCallback | None = None,
     transport: httpx.AsyncBaseTransport | None = None,
+    guard: UrlGuard | None = None,
 ) -> FetchedSource:
     """Make ``ref`` available on local disk and return its path, size and sha256.
 
     Local files are used in place. Downloads go to ``job_dir/source[.ext]``; on any failure
     (or cancellation) the partial file is removed. Raises the most specific
-    :class:`~speak_encoder.errors.SpeakEncoderError`.
+    :class:`~speak_encoder.errors.SpeakEncoderError`. ``guard`` checks and pins every hop of a
+    URL that came with the job (a remote job source; ``None``: the operator's own reference).
     """
     if ref.kind == "file":
         return await _local_file(Path(ref.value), settings, _Progress(on_progress, "local file"))
@@ -742,7 +890,7 @@ async def fetch_source(
     except OSError as exc:
         raise _os_error(exc, path) from None
     try:
-        origin = await _download(ref, sink, settings, progress, transport)
+        origin = await _download(ref, sink, settings, progress, transport, guard)
         if sink.size == 0:
             raise SourceRejected(f"{origin} sent an empty file (0 bytes)")
         sha256 = sink.finish()

@@ -37,7 +37,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from speak_encoder.errors import EncodeError, ResourceError
+from speak_encoder.config import DEFAULT_FFMPEG_MEMORY_MAX_MB, DEFAULT_MAX_SOURCE_PIXELS
+from speak_encoder.errors import EncodeError, MediaError, MemoryLimitExceeded, ResourceError
 from speak_encoder.pipeline.extras import (
     POSTER_CANDIDATE_PATTERN,
     STORYBOARD_THUMB_PATTERN,
@@ -45,7 +46,8 @@ from speak_encoder.pipeline.extras import (
 )
 from speak_encoder.pipeline.ladder import RungSpec
 from speak_encoder.pipeline.plan import GOP_SECONDS, EncodePlan, gop_frames
-from speak_encoder.proc import run_capture, start, stop
+from speak_encoder.pipeline.probe import oversized_frame, pixels_error, source_input_options
+from speak_encoder.proc import run_capture, start, stop, watch_memory
 
 #: Name of the master playlist the front ends load.
 MASTER_NAME = "manifest.m3u8"
@@ -105,6 +107,10 @@ class EncoderTuning:
     #: x264 threads per rung (0 = let x264 decide) and lookahead frames (None = preset's).
     x264_threads: int = 0
     rc_lookahead: int | None = None
+    #: No decoded source frame above this many pixels (-max_pixels; MAX_SOURCE_PIXELS).
+    max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
+    #: ffmpeg is killed above this resident memory, MiB (FFMPEG_MEMORY_MAX_MB; 0 = no limit).
+    memory_max_mb: int = DEFAULT_FFMPEG_MEMORY_MAX_MB
 
 
 #: x264's own rc-lookahead per preset: a configured lookahead only ever lowers it (raising it
@@ -364,6 +370,7 @@ def build_command(
     args += ["-progress", "pipe:1", "-filter_complex_threads", str(tuning.filter_threads)]
     if hardware:
         args += _hardware_inputs(encoder, device)
+    args += source_input_options(plan.input_format, tuning.max_pixels)
     if plan.limit_seconds is not None:
         args += ["-t", f"{plan.limit_seconds:g}"]
     args += ["-i", f"file:{source}"]
@@ -481,8 +488,13 @@ def _number(text: str | None) -> float | None:
 _NOISE = re.compile(r"^\s*(\[.*?\]\s*)?(Last message repeated|frame=|size=)")
 
 
-def explain_failure(returncode: int, stderr_tail: list[str]) -> EncodeError | ResourceError:
+def explain_failure(
+    returncode: int, stderr_tail: list[str], *, max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS
+) -> EncodeError | ResourceError | MediaError:
     """Map an ffmpeg exit into the error tree with the most useful stderr lines."""
+    oversized = oversized_frame("\n".join(stderr_tail))
+    if oversized is not None:  # a frame bigger than the probe saw (e.g. PNG frames that grow)
+        return pixels_error(*oversized, max_pixels, later=True)
     if returncode < 0:
         sig = -returncode
         name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
@@ -500,8 +512,17 @@ async def run_ffmpeg(
     *,
     duration: float,
     on_progress: Callable[[EncodeProgress], None] | None = None,
+    memory_max_mb: int = 0,
+    max_pixels: int = DEFAULT_MAX_SOURCE_PIXELS,
 ) -> None:
-    """Run ffmpeg, report progress, and kill its process group on cancel or failure."""
+    """Run ffmpeg, report progress, and kill its process group on cancel or failure.
+
+    Above ``memory_max_mb`` MiB of resident memory (0: no limit) ffmpeg is killed and the job
+    fails for good (:class:`MemoryLimitExceeded`). The limit is on RSS, sampled every
+    :data:`~speak_encoder.proc.MEMORY_POLL_S`: an address-space limit (RLIMIT_AS) would kill
+    honest encodes, whose virtual size is several times their RSS (x264 threads, malloc
+    arenas); ``-max_pixels`` already stops a decoder before it allocates a giant frame.
+    """
     proc = await start(
         argv,
         stdin=asyncio.subprocess.DEVNULL,
@@ -523,13 +544,26 @@ async def run_ffmpeg(
         async for raw in proc.stderr:
             tail.append(raw.decode("utf-8", "replace").rstrip()[:500])
 
+    limit = memory_max_mb * 1024 * 1024 if memory_max_mb > 0 else None
+    watcher = asyncio.ensure_future(watch_memory(proc, limit))
     try:
         await asyncio.gather(read_progress(), read_stderr())
         returncode = await proc.wait()
     finally:
         await stop(proc)
+        hit = watcher.result() if watcher.done() and not watcher.cancelled() else None
+        watcher.cancel()
+        await asyncio.wait({watcher})  # finished before the process object goes
+    if hit is not None:
+        raise MemoryLimitExceeded(
+            f"ffmpeg used {hit / 1024 / 1024:.0f} MB of memory on this source, more than "
+            f"FFMPEG_MEMORY_MAX_MB ({memory_max_mb} MB): stopped, the job fails for good"
+        )
+    oversized = oversized_frame("\n".join(tail))
+    if oversized is not None:  # ffmpeg skips such frames and goes on: the source is refused
+        raise pixels_error(*oversized, max_pixels, later=True)
     if returncode != 0:
-        raise explain_failure(returncode, list(tail))
+        raise explain_failure(returncode, list(tail), max_pixels=max_pixels)
 
 
 # --- capabilities -----------------------------------------------------------------------

@@ -627,7 +627,10 @@ async def _run(
     log.debug("ffmpeg command (%s): %s", encoder, argv)
     # The poster/storyboard outputs may open before the HLS muxer creates the folder.
     await asyncio.to_thread(out_dir.mkdir, parents=True, exist_ok=True)
-    await run_ffmpeg(argv, duration=plan.duration, on_progress=on_progress)
+    await run_ffmpeg(
+        argv, duration=plan.duration, on_progress=on_progress,
+        memory_max_mb=tuning.memory_max_mb, max_pixels=tuning.max_pixels,
+    )  # fmt: skip
     if verify is not None:
         await verify(out_dir)
 

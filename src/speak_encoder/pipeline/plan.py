@@ -76,6 +76,7 @@ class EncodePlan:
     x264: X264Defaults = field(default_factory=X264Defaults)
     #: Poster + storyboard branches of the same decode; None = none.
     extras: ExtrasPlan | None = None
+    input_format: str | None = None  # the source's demuxer (-f), checked by the probe
 
     @property
     def names(self) -> list[str]:
@@ -167,4 +168,5 @@ def plan_encode(info: MediaInfo, options: EncodeOptions, ladder: Ladder) -> Enco
         keyframe_interval=interval,
         x264=ladder.x264,
         extras=plan_extras(duration, fps, info.video.display_size) if options.extras else None,
+        input_format=info.demuxer,
     )

@@ -1,10 +1,16 @@
 """The Direct API (protocols.md §4): 3Speak pushes jobs to the node ("managed mode").
 
 Routes: ``GET /health`` (no auth), ``POST /encode``, ``GET /job/{job_id}``, ``GET /jobs``;
-OpenAPI at ``/docs`` and ``/openapi.json`` (no auth: the schema is public).
+the OpenAPI schema at ``/openapi.json`` (no auth: the schema is public). The Swagger UI at
+``/docs`` loads its script from a CDN, so it is off unless ``DIRECT_API_DOCS=true``.
 
 Every other request needs ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``, compared in
-constant time with ``DIRECT_API_KEY``; with no key configured every such request is refused.
+constant time with ``DIRECT_API_KEY`` (at least 16 characters); with no key configured every
+such request is refused. A client address that fails :data:`~speak_encoder.web.server.
+AUTH_MAX_FAILURES` times within a minute gets 429 (with ``Retry-After``) without its key being
+checked until the oldest failure ages out. A Host other than ``DIRECT_API_HOST``, loopback,
+``localhost`` or ``ALLOWED_HOSTS`` gets 400; headers and bodies have read deadlines and the
+server holds at most ``HTTP_MAX_CONNECTIONS`` connections (:mod:`speak_encoder.web.server`).
 
 Every error — 400, 401, 404, 405, 413, 429, 500, 503 — has the §4 shape
 ``{"job_id":"","status":"failed","created_at":<ISO>,"error":<text>}``. Request bodies are
@@ -320,7 +326,10 @@ def create_app(
     configured = settings.direct_api_key.get_secret_value() if settings.direct_api_key else ""
     expected = configured.encode()
 
+    throttle = server.AuthThrottle()
+
     async def require_key(
+        request: Request,
         x_api_key: Annotated[str | None, Security(_API_KEY_HEADER)],
         authorization: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)],
     ) -> None:
@@ -328,17 +337,26 @@ def create_app(
             raise ApiError(
                 401, "the Direct API has no DIRECT_API_KEY configured: every request is refused"
             )
+        client = server.client_of(request.scope)
+        wait = throttle.retry_after(client)
+        if wait is not None:
+            raise ApiError(
+                429,
+                f"too many failed authentications from this address: try again in {wait:.0f} s",
+                headers={"Retry-After": str(round(wait))},
+            )
         given = x_api_key or (authorization.credentials if authorization else None)
-        if not given:
+        if not given:  # not a guess: not counted
             raise ApiError(401, "missing API key: send X-API-Key or Authorization: Bearer")
         if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), expected):
+            throttle.failed(client)
             raise ApiError(401, "invalid API key")
 
     app = FastAPI(
         title="speak-encoder Direct API",
         version=__version__,
         description="Jobs pushed to a speak-encoder node (3Speak managed mode).",
-        docs_url="/docs",
+        docs_url="/docs" if settings.direct_api_docs else None,
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -472,6 +490,11 @@ def create_app(
         )
 
     app.add_middleware(_Edge, max_body=settings.direct_api_max_body)
+    app.add_middleware(
+        server.HostGuard,
+        allowed=server.allowed_hosts(settings, settings.direct_api_host),
+        reject=lambda message: error_response(400, message),
+    )
     return app
 
 
@@ -494,8 +517,9 @@ async def serve(
     if sock is None:
         sock = bind_socket(settings.direct_api_host, settings.direct_api_port)
     host, port = sock.getsockname()[:2]
-    log.info("Direct API listening on %s:%s (OpenAPI at /docs)", host, port)
-    await server.serve_app(app, sock, stop=stop, name="Direct API")
+    log.info("Direct API listening on %s:%s (OpenAPI at /openapi.json)", host, port)
+    limits = server.HttpLimits.from_settings(settings)
+    await server.serve_app(app, sock, stop=stop, name="Direct API", limits=limits)
 
 
 __all__ = [

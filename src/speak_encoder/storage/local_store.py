@@ -6,7 +6,8 @@ with one ``rename`` (atomic, no copy) when the store is on the same file system.
 systems it is copied into ``store/.incoming-…`` first, checked, renamed into place, and only
 then is the original removed. A folder whose CID is already stored is verified (its CID
 recomputed) and the duplicate dropped; a stored folder that no longer matches its name is
-replaced.
+replaced. Stored folders are 0700 and their files 0600 (they live in the node's private
+DATA_DIR; the dashboard serves them through the node).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from speak_encoder.config import Settings
 from speak_encoder.errors import CidMismatch
+from speak_encoder.private_files import ensure_private_dir, make_tree_private
 from speak_encoder.storage.cid import parse_cid
 from speak_encoder.storage.unixfs import import_folder
 
@@ -55,12 +57,14 @@ def keep_folder(folder: Path, settings: Settings, *, cid: str | None = None) -> 
     dest = stored_path(settings, cid)
     if folder.resolve() == dest.resolve():
         return StoredFolder(cid, dest, reused=True)
-    dest.parent.mkdir(parents=True, exist_ok=True)
+    ensure_private_dir(settings.data_dir)
+    ensure_private_dir(dest.parent)
     if dest.exists():
         if _cid_of(dest) == cid:
             shutil.rmtree(folder)
             return StoredFolder(cid, dest, reused=True)
         _discard(dest)  # damaged copy: replace it
+    make_tree_private(folder)  # modes are not part of the CID: 0700 folders, 0600 files
     try:
         os.rename(folder, dest)
     except OSError as exc:

@@ -279,6 +279,37 @@ def import_stream(
     return Entry(node.cid, node.tsize, node.file_size)
 
 
+class FileImporter:
+    """:func:`import_stream` fed by pushes: ``update(bytes)`` as the bytes arrive (e.g. while a
+    download is written), ``finish()`` for the file's :class:`Entry`. Holds at most one chunk."""
+
+    def __init__(self, *, cid_version: int = 0, sink: BlockSink | None = None) -> None:
+        _check_version(cid_version)
+        self._builder = _FileBuilder(cid_version, sink)
+        self._pending = bytearray()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while len(view):
+            room = CHUNK_SIZE - len(self._pending)
+            if not self._pending and len(view) >= CHUNK_SIZE:
+                self._builder.add_chunk(view[:CHUNK_SIZE])  # no copy for whole chunks
+                view = view[CHUNK_SIZE:]
+                continue
+            self._pending += view[:room]
+            view = view[room:]
+            if len(self._pending) == CHUNK_SIZE:
+                self._builder.add_chunk(memoryview(self._pending))
+                self._pending = bytearray()
+
+    def finish(self) -> Entry:
+        if self._pending:
+            self._builder.add_chunk(memoryview(self._pending))
+            self._pending = bytearray()
+        node = self._builder.finish()
+        return Entry(node.cid, node.tsize, node.file_size)
+
+
 def import_file(
     path: Path,
     sink: BlockSink | None = None,

@@ -13,6 +13,11 @@ default) inside the node's event loop, like the Direct API (:func:`serve_web`).
 The dashboard adds its own routes through ``routes`` of :func:`create_web_app` (they share the
 app's ``state.node``). No OpenAPI/docs pages; every answer is ``Cache-Control: no-store`` and
 ``X-Content-Type-Options: nosniff``.
+
+Hostile clients (:mod:`speak_encoder.web.server`): a request for a Host other than
+``DASHBOARD_HOST``, loopback, ``localhost`` or ``ALLOWED_HOSTS`` gets 400 (DNS rebinding);
+headers and bodies have read deadlines and the server holds at most ``HTTP_MAX_CONNECTIONS``
+connections, so ``/health`` keeps answering while idle sockets pile up.
 """
 
 from __future__ import annotations
@@ -152,9 +157,16 @@ def create_web_app(
             Route("/metrics", metrics, methods=["GET"]),
             *routes,
         ],
-        middleware=[Middleware(_SecurityHeaders)],
+        middleware=[
+            Middleware(_SecurityHeaders),
+            Middleware(
+                server.HostGuard,
+                allowed=server.allowed_hosts(node.settings, node.settings.dashboard_host),
+            ),
+        ],
     )
     app.state.node = node
+    app.state.http_limits = server.HttpLimits.from_settings(node.settings)
     app.state.registry = registry
     return app
 
@@ -199,7 +211,8 @@ async def serve_web(
         sock = bind_web_socket(host, port)
     bound_host, bound_port = sock.getsockname()[:2]
     log.info("📊 operator server on http://%s:%s (/health /ready /metrics)", bound_host, bound_port)
-    await server.serve_app(app, sock, stop=stop, name="operator server")
+    limits = getattr(app.state, "http_limits", None)
+    await server.serve_app(app, sock, stop=stop, name="operator server", limits=limits)
 
 
 __all__ = [

@@ -9,11 +9,13 @@ Routes (added to the operator app through ``create_web_app(…, routes=dashboard
 * ``GET /api/events`` — ``text/event-stream``: one snapshot every :data:`EVENT_INTERVAL_S`
   seconds, each carrying the log lines newer than the last one sent (``id:`` is the log
   sequence, so a reconnecting ``EventSource`` resumes with ``Last-Event-ID``). Bounded: at most
-  :data:`MAX_STREAMS` streams at once (503 beyond) and :data:`MAX_STREAM_S` seconds each (the
-  browser reconnects by itself).
+  :data:`MAX_STREAMS` streams at once and :data:`MAX_STREAMS_PER_CLIENT` per client address (so
+  one client cannot take them all and lock the operator out; 503 beyond), and
+  :data:`MAX_STREAM_S` seconds each (the browser reconnects by itself).
 * ``POST /api/jobs/{id}/retry`` and ``…/cancel`` — need ``Authorization: Bearer <DASHBOARD_TOKEN>``
   (compared in constant time). Without a configured token every action is refused (403) and the
-  page is read-only.
+  page is read-only. A client address with too many wrong tokens in a minute gets 429
+  (:class:`~speak_encoder.web.server.AuthThrottle`).
 * ``POST /api/pins/retry`` — the same token: retry every pending pin now
   (:func:`~speak_encoder.storage.targets.retry_pending` with ``force``); answers the counts.
 * ``POST /api/outbox/retry`` — the same token: re-arm the given-up outbox reports (pending again,
@@ -57,14 +59,16 @@ from speak_encoder.node.store import JobStore
 from speak_encoder.storage.cid import is_cid
 from speak_encoder.storage.kubo import KuboClient
 from speak_encoder.storage.local_store import stored_path
+from speak_encoder.web.server import AuthThrottle, client_of
 
 log = logging.getLogger(__name__)
 
 STATIC_DIR: Final = Path(__file__).with_name("static")
 #: Seconds between two snapshots of the event stream.
 EVENT_INTERVAL_S: Final = 2.0
-#: Event streams served at once (each costs a store read every interval).
+#: Event streams served at once (each costs a store read every interval), and per client address.
 MAX_STREAMS: Final = 16
+MAX_STREAMS_PER_CLIENT: Final = 4
 #: Seconds one event stream lasts before the server closes it (the browser reconnects).
 MAX_STREAM_S: Final = 600.0
 #: Jobs listed per table, log lines per snapshot, points of the memory chart.
@@ -424,6 +428,25 @@ def dashboard_routes(
     settings = node.settings
     did = _identity_did(settings)
     streams = 0
+    streams_of: dict[str, int] = {}
+    throttle = AuthThrottle()
+
+    def authorize(request: Request) -> Response | None:
+        """None when the request carries the operator token, else the refusal to send."""
+        client = client_of(request.scope)
+        wait = throttle.retry_after(client)
+        if wait is not None:
+            return JSONResponse(
+                {"error": f"too many wrong tokens from this address: try again in {wait:.0f} s"},
+                status_code=429,
+                headers={"Retry-After": str(round(wait))},
+            )
+        header = request.headers.get("authorization")
+        refused = check_token(settings, header)
+        if refused is not None and refused.status_code == 401 and header:
+            throttle.failed(client)  # a wrong token (a missing one is not a guess)
+        return refused
+
     ipfs = ipfs_unknown(settings)
     ipfs_task: asyncio.Task[None] | None = None
     ipfs_started: float | None = None
@@ -485,9 +508,16 @@ def dashboard_routes(
 
     async def events(request: Request) -> Response:
         nonlocal streams
+        client = client_of(request.scope)
         if streams >= MAX_STREAMS:
             return JSONResponse({"error": "too many event streams"}, status_code=503)
+        if streams_of.get(client, 0) >= MAX_STREAMS_PER_CLIENT:
+            return JSONResponse(
+                {"error": f"this address has {MAX_STREAMS_PER_CLIENT} event streams open already"},
+                status_code=503,
+            )
         streams += 1
+        streams_of[client] = streams_of.get(client, 0) + 1
         after = _int(request.headers.get("last-event-id"))
 
         async def stream() -> AsyncIterator[str]:
@@ -509,6 +539,11 @@ def dashboard_routes(
                     await asyncio.sleep(interval)
             finally:
                 streams -= 1
+                left = streams_of.get(client, 1) - 1
+                if left > 0:
+                    streams_of[client] = left
+                else:
+                    streams_of.pop(client, None)
 
         return StreamingResponse(
             stream(),
@@ -518,7 +553,7 @@ def dashboard_routes(
 
     def action(name: str, fn: Callable[[str], Job]) -> Route:
         async def endpoint(request: Request) -> Response:
-            refused = check_token(settings, request.headers.get("authorization"))
+            refused = authorize(request)
             if refused is not None:
                 return refused
             job_id = str(request.path_params["job_id"])
@@ -538,7 +573,7 @@ def dashboard_routes(
 
     async def retry_pins(request: Request) -> Response:
         nonlocal pins_busy
-        refused = check_token(settings, request.headers.get("authorization"))
+        refused = authorize(request)
         if refused is not None:
             return refused
         if pins_busy:
@@ -566,7 +601,7 @@ def dashboard_routes(
         )  # fmt: skip
 
     async def retry_outbox(request: Request) -> Response:
-        refused = check_token(settings, request.headers.get("authorization"))
+        refused = authorize(request)
         if refused is not None:
             return refused
         try:

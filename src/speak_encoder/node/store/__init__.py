@@ -21,10 +21,11 @@ its tables.
 
 from __future__ import annotations
 
-from speak_encoder.config import Settings
+from speak_encoder.config import SQLITE_NAME, Settings
 from speak_encoder.node.store.jobs import QUEUE_FULL_RETRY_AFTER_S, JobQueries
 from speak_encoder.node.store.outbox import OutboxQueries
 from speak_encoder.node.store.pins import PinQueries, StorePinQueue
+from speak_encoder.private_files import ensure_private_dir, private_file
 from speak_encoder.storage.pins import PINS_DB_NAME
 
 
@@ -37,7 +38,9 @@ class JobStore(JobQueries, OutboxQueries, PinQueries):
         migrated (read-only commands use it as it is)."""
         url = settings.store_url
         if settings.database_url is None or not settings.database_url.get_secret_value():
-            settings.data_dir.mkdir(parents=True, exist_ok=True)
+            # 0600 before SQLite opens it (its -wal/-shm files take the same mode): it holds
+            # each job's webhook api_key.
+            private_file(ensure_private_dir(settings.data_dir) / SQLITE_NAME)
         return cls(url)
 
     @classmethod
