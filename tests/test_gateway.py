@@ -387,9 +387,16 @@ def test_finish_fail_reject_go_through_the_outbox_once(
         try:
             job = await _claimed(h, gw)
             gw.fail_next("finishJob", "500", times=1)
-            first = await h.hooks.report(job, {"cid": "QmResult"})
-            again = await h.hooks.report(job, {"cid": "QmResult"})  # a resumed report stage
-            assert first["queued"] is True and again["queued"] is False
+            running = h.store.claim(h.settings.node_name, lease_seconds=60)
+            assert running is not None and running.id == job.id
+            # the scheduler's path: the completion and its report in one transaction
+            result = {"cid": "QmResult"}
+            report = h.hooks.completion_report(running, result)
+            assert h.store.complete(job.id, h.settings.node_name, result, report=report)
+            await h.hooks.completed(running, result)
+            # a resumed report stage: the job is no longer this run's, nothing is added
+            assert not h.store.complete(job.id, h.settings.node_name, result, report=report)
+            assert h.store.outbox_counts()["pending"] == 1
             await h.hooks.deliver_due()  # 500: retried later
             assert h.store.outbox_counts()["pending"] == 1
             [item] = h.store.outbox_claim(  # as the deliverer would once the back-off is over

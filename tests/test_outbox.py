@@ -4,10 +4,16 @@ offered again (duplicate, retarget, reopen), a failure stored with its report.""
 
 from __future__ import annotations
 
+import threading
+import time
 from typing import Any
+
+from sqlalchemy import select, text
 
 from speak_encoder.node.models import JobState, NewJob, OutboxEntry, SourceKind, Stage
 from speak_encoder.node.store import JobStore
+from speak_encoder.node.store.outbox import insert_row
+from speak_encoder.node.store.schema import jobs
 
 T0 = 1_000_000.0
 KINDS = frozenset({"webhook", "webhook.progress"})
@@ -96,6 +102,51 @@ def test_a_progress_row_whose_node_died_is_dropped_not_sent_late(job_store: JobS
     job_store.outbox_put(job, final(f"{job}:complete"), now=T0)
     [row] = claim(job_store, "node-b", at=T0 + 31)
     assert not row.progress and [r.id for r in job_store.outbox_rows(job)] == [row.id]
+
+
+def test_a_progress_row_that_raced_past_the_final_report_is_never_sent(
+    job_store: JobStore,
+) -> None:
+    """Whatever raced (two transactions on a fleet's database), a progress row stored after
+    the final report of its generation is dropped at the next claim, never sent."""
+    job = running(job_store)
+    job_store.outbox_put(job, final(f"{job}:complete"), now=T0)
+    with job_store._write() as conn:  # the outcome of the race, written directly
+        insert_row(conn, job_store.dialect, progress(99), job_id=job, generation=0, at=T0)
+    assert [r.progress for r in job_store.outbox_rows(job)] == [False, True]
+    [row] = claim(job_store)
+    assert not row.progress
+    job_store.outbox_delivered(row.id, "node-a")
+    assert claim(job_store, at=T0 + 1) == []
+    assert [r.progress for r in job_store.outbox_rows(job)] == [False]
+
+
+def test_a_final_report_waits_for_a_progress_report_being_queued(pg_store: JobStore) -> None:
+    """On PostgreSQL the final report takes the job's row lock that a progress report holds
+    while it checks for a final one, so the two are ordered (no progress row slips in)."""
+    job = running(pg_store)
+    done = threading.Event()
+    with pg_store._write() as conn:  # a progress report mid-check: the job's row is locked
+        conn.execute(select(jobs.c.generation).where(jobs.c.id == job).with_for_update())
+        worker = threading.Thread(
+            target=lambda: (pg_store.outbox_put(job, final(f"{job}:complete"), now=T0), done.set())
+        )
+        worker.start()
+        deadline = time.monotonic() + 20
+        waiting = 0
+        while waiting == 0 and time.monotonic() < deadline and not done.is_set():
+            with pg_store._engine.connect() as probe:
+                waiting = probe.execute(
+                    text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                         " AND datname = current_database()")
+                ).scalar_one()  # fmt: skip
+            time.sleep(0.05)
+        assert waiting == 1 and not done.is_set(), "the final report did not wait for the lock"
+        insert_row(conn, pg_store.dialect, progress(50), job_id=job, generation=0, at=T0)
+    worker.join(timeout=20)
+    assert done.is_set()
+    # queued after the progress row committed: the final report deleted it
+    assert [r.progress for r in pg_store.outbox_rows(job)] == [False]
 
 
 def test_a_failed_progress_report_is_dropped(job_store: JobStore) -> None:

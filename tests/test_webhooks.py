@@ -17,7 +17,8 @@ import pytest
 
 from speak_encoder import USER_AGENT
 from speak_encoder.config import Settings, load_settings
-from speak_encoder.node.models import Job, SourceKind, Stage
+from speak_encoder.node.models import Job, JobState, OutboxEntry, SourceKind, Stage
+from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
 from speak_encoder.pipeline.ffmpeg import MASTER_NAME
 from speak_encoder.sources.direct_request import DirectJobRequest, to_new_job
@@ -116,6 +117,18 @@ def running_job(store: JobStore, settings: Settings, url: str, **fields: Any) ->
     return job
 
 
+def complete(
+    store: JobStore, settings: Settings, job: Job, result: dict[str, Any], hooks: Any = None
+) -> bool:
+    """The scheduler's path: the completion and its report in one transaction, then the hook."""
+    hooks = hooks or WebhookHooks(settings, store)
+    done: bool = store.complete(
+        job.id, settings.node_name, result, report=hooks.completion_report(job, result)
+    )
+    asyncio.run(hooks.completed(job, result))
+    return done
+
+
 def deliver(deliverer: OutboxDeliverer) -> int:
     return asyncio.run(deliverer.deliver_due())
 
@@ -127,13 +140,10 @@ def test_completion_webhook_matches_the_wire_format(
     settings: Settings, store: JobStore, receiver: WebhookReceiver
 ) -> None:
     job = running_job(store, settings, receiver.hook_url("hook/portrait/"))
-    hooks = WebhookHooks(settings, store)
-    outcome = asyncio.run(hooks.report(job, RESULT))
-    assert outcome == {
-        "webhook": "complete",
-        "idempotency_key": f"{job.id}:complete",
-        "queued": True,
-    }
+    assert complete(store, settings, job, RESULT)
+    [row] = store.outbox_rows(job.id)
+    assert row.idempotency_key == f"{job.id}:complete"
+    assert store.require(job.id).state is JobState.COMPLETE  # stored with its report
     assert deliver(OutboxDeliverer(settings, store)) == 1
     (got,) = receiver.wait_for(1)
     assert got.path == "/hook/portrait/"
@@ -180,7 +190,7 @@ def test_unsigned_without_a_secret(
 ) -> None:
     settings = make_settings(webhook_secret=None)
     job = running_job(store, settings, receiver.hook_url())
-    asyncio.run(WebhookHooks(settings, store).report(job, RESULT))
+    complete(store, settings, job, RESULT)
     deliver(OutboxDeliverer(settings, store))
     (got,) = receiver.wait_for(1)
     assert "x-speak-signature" not in got.headers
@@ -218,7 +228,7 @@ def test_xss_owner_is_sent_verbatim_as_json(
 ) -> None:
     evil = "<img src=x onerror=alert(1)>"
     job = running_job(store, settings, receiver.hook_url(), owner=evil, permlink=evil)
-    asyncio.run(WebhookHooks(settings, store).report(job, RESULT))
+    complete(store, settings, job, RESULT)
     deliver(OutboxDeliverer(settings, store))
     body = receiver.wait_for(1)[0].json()
     assert body["owner"] == evil and body["permlink"] == evil
@@ -316,7 +326,7 @@ def test_500s_are_retried_with_backoff_then_delivered_once(
     settings: Settings, store: JobStore, receiver: WebhookReceiver
 ) -> None:
     job = running_job(store, settings, receiver.hook_url())
-    asyncio.run(WebhookHooks(settings, store).report(job, RESULT))
+    complete(store, settings, job, RESULT)
     receiver.script(500, 503)
     clock = Clock()
     deliverer = OutboxDeliverer(settings, store, clock=clock, jitter=lambda: 0.5)
@@ -345,7 +355,7 @@ def test_4xx_gives_up_at_once(
     settings: Settings, store: JobStore, receiver: WebhookReceiver
 ) -> None:
     job = running_job(store, settings, receiver.hook_url())
-    asyncio.run(WebhookHooks(settings, store).report(job, RESULT))
+    complete(store, settings, job, RESULT)
     receiver.script(400)
     clock = Clock()
     deliverer = OutboxDeliverer(settings, store, clock=clock)
@@ -361,7 +371,7 @@ def test_gives_up_after_max_attempts(
 ) -> None:
     settings = make_settings(webhook_max_attempts=2)
     job = running_job(store, settings, receiver.hook_url())
-    asyncio.run(WebhookHooks(settings, store).report(job, RESULT))
+    complete(store, settings, job, RESULT)
     receiver.script(500, 500, 500)
     clock = Clock()
     deliverer = OutboxDeliverer(settings, store, clock=clock)
@@ -377,7 +387,7 @@ def test_slow_receiver_times_out_and_is_retried(
 ) -> None:
     settings = make_settings(webhook_timeout=0.3)
     job = running_job(store, settings, receiver.hook_url())
-    asyncio.run(WebhookHooks(settings, store).report(job, RESULT))
+    complete(store, settings, job, RESULT)
     receiver.delay = 1.0
     clock = Clock()
     deliverer = OutboxDeliverer(settings, store, clock=clock)
@@ -396,9 +406,10 @@ def test_outbox_survives_a_restart_and_report_is_idempotent(
     first.migrate()
     job = running_job(first, settings, receiver.hook_url())
     hooks = WebhookHooks(settings, first)
-    asyncio.run(hooks.report(job, RESULT))
-    again = asyncio.run(hooks.report(job, RESULT))  # the report stage ran twice (a crash)
-    assert again["queued"] is False
+    assert complete(first, settings, job, RESULT, hooks)
+    # the report stage ran twice (a crash): the job is no longer this run's, nothing is added
+    assert not complete(first, settings, job, RESULT, hooks)
+    assert len(first.outbox_rows(job.id)) == 1
     first.close()  # "restart": nothing was delivered
 
     second = JobStore.from_settings(settings)
@@ -428,7 +439,7 @@ def test_delivery_rechecks_the_url(
 ) -> None:
     lab = make_settings()
     job = running_job(store, lab, receiver.hook_url())
-    asyncio.run(WebhookHooks(lab, store).report(job, RESULT))
+    complete(store, lab, job, RESULT)
     strict = make_settings(allow_private_urls=False)  # e.g. the setting changed, or DNS did
     assert deliver(OutboxDeliverer(strict, store)) == 1
     assert receiver.received() == []
@@ -440,7 +451,7 @@ def test_ipfs_rpc_webhook_is_given_up_even_in_a_lab(
 ) -> None:
     settings = make_settings(ipfs_api_addr=f"/ip4/127.0.0.1/tcp/{receiver.port}")
     job = running_job(store, settings, receiver.hook_url())
-    asyncio.run(WebhookHooks(settings, store).report(job, RESULT))
+    complete(store, settings, job, RESULT)
     assert deliver(OutboxDeliverer(settings, store)) == 1
     assert receiver.received() == []
     assert store.outbox_counts()["given_up"] == 1
@@ -465,9 +476,59 @@ def test_embed_jobs_use_the_same_hooks(
     store.submit(to_new_job(request, settings, SourceKind.EMBED), queue_max=10)
     job = store.claim(settings.node_name, lease_seconds=60)
     assert job is not None and job.kind is SourceKind.EMBED
-    asyncio.run(
-        WebhookHooks(settings, store).report(job, {**RESULT, "qualities_encoded": ["480p"]})
-    )
+    complete(store, settings, job, {**RESULT, "qualities_encoded": ["480p"]})
     deliver(OutboxDeliverer(settings, store))
     body = receiver.wait_for(1)[0].json()
     assert body["qualities_encoded"] == ["480p"] and "frontend_app" not in body
+
+
+class _Watching(WebhookHooks):
+    """Records what the store holds when the report is built and once it was stored."""
+
+    seen: list[tuple[str, JobState, int]]
+
+    def completion_report(self, job: Job, result: dict[str, Any]) -> OutboxEntry | None:
+        self.seen.append(
+            ("built", self.store.require(job.id).state, len(self.store.outbox_rows(job.id)))
+        )
+        return super().completion_report(job, result)
+
+    async def completed(self, job: Job, result: dict[str, Any]) -> None:
+        self.seen.append(
+            ("stored", self.store.require(job.id).state, len(self.store.outbox_rows(job.id)))
+        )
+        await super().completed(job, result)
+
+
+def test_the_completion_report_is_stored_with_the_completion(
+    settings: Settings, store: JobStore, receiver: WebhookReceiver
+) -> None:
+    """No completion report exists while the job still runs: a source that hears of the
+    completion and offers the job again finds it complete (and reopened), never running."""
+    body = {"owner": "o", "permlink": "p", "input_cid": CID, "short": True,
+            "webhook_url": receiver.hook_url(), "api_key": HOOK_KEY}  # fmt: skip
+    job_id = store.submit(to_new_job(DirectJobRequest.model_validate(body), settings),
+                          queue_max=10)[0].id  # fmt: skip
+    # published before a restart: only the report stage is left to run
+    store.save_checkpoint(job_id, Stage.PUBLISH, {**RESULT, "targets": {}}, node="earlier")
+    hooks = _Watching(settings, store)
+    hooks.seen = []
+    scheduler = Scheduler(settings, store, node=settings.node_name,
+                          hooks={SourceKind.DIRECT: hooks})  # fmt: skip
+
+    async def scenario() -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(scheduler.run(stop))
+        for _ in range(200):
+            if store.require(job_id).state is JobState.COMPLETE and len(hooks.seen) == 2:
+                break
+            await asyncio.sleep(0.05)
+        stop.set()
+        await asyncio.wait_for(task, 10)
+
+    asyncio.run(scenario())
+    assert hooks.seen == [("built", JobState.RUNNING, 0), ("stored", JobState.COMPLETE, 1)]
+    [row] = store.outbox_rows(job_id)
+    assert row.idempotency_key == f"{job_id}:complete" and not row.progress
+    assert deliver(OutboxDeliverer(settings, store)) == 1
+    assert receiver.wait_for(1)[0].json()["manifest_cid"] == ROOT

@@ -436,7 +436,22 @@ def shared_folder_problem(path: Path) -> str | None:
         if mode & stat.S_IWOTH:
             where = "is" if folder == target else f"is inside {folder}, which is"
             return f"{target} {where} writable by every user"
+        if _shields(folder, info):
+            return None  # e.g. /tmp/<a 0700 folder of ours>/...: nobody else gets in
     return None
+
+
+def _shields(folder: Path, info: os.stat_result) -> bool:
+    """Whether ``folder`` keeps other users out of everything below it: it is ours, only we
+    may write to it, and nobody may rename it away (its parent is not writable by every user,
+    or is sticky like /tmp)."""
+    if info.st_uid != os.geteuid() or stat.S_IMODE(info.st_mode) & (stat.S_IWGRP | stat.S_IWOTH):
+        return False
+    try:
+        parent = stat.S_IMODE(folder.parent.stat().st_mode)
+    except OSError:
+        return False
+    return not parent & stat.S_IWOTH or bool(parent & stat.S_ISVTX)
 
 
 def check_shared_folders(settings: Settings) -> list[Check]:

@@ -88,15 +88,22 @@ def test_doctor_warns_about_a_shared_temp_dir(tmp_path: Path) -> None:
     shared = doctor_private(tmp_path, Path("/tmp"))
     assert any(c["status"] == "warn" and "TEMP_DIR: /tmp is a folder every user" in c["detail"]
                for c in shared)  # fmt: skip
-    inside = doctor_private(tmp_path, tmp_path / "work")  # pytest's tmp_path is under /tmp
+    # not there yet, right under /tmp: another user could create it first
+    absent = Path("/tmp") / f"speak-encoder-absent-{uuid.uuid4().hex[:8]}" / "work"
+    inside = doctor_private(tmp_path, absent)
     assert any("inside /tmp, which is writable by every user" in c["detail"] for c in inside)
-    private_root = Path(__file__).resolve().parents[2] / ".cache" / f"sec-{uuid.uuid4().hex[:8]}"
-    private_root.mkdir(parents=True, mode=0o700)
-    try:
-        mine = doctor_private(tmp_path, private_root / "work")
-        assert not any("TEMP_DIR" in c["detail"] for c in mine), mine
-    finally:
-        private_root.rmdir()
+    open_folder = tmp_path / "open"
+    open_folder.mkdir()
+    open_folder.chmod(0o777)
+    opened = doctor_private(tmp_path, open_folder / "work")
+    assert any(f"inside {open_folder}, which is writable by every user" in c["detail"]
+               for c in opened), opened  # fmt: skip
+    # a 0700 folder of the node's own keeps everyone out, even below /tmp (pytest's and CI's
+    # temporary folders are such folders)
+    private_root = tmp_path / "own"
+    private_root.mkdir(mode=0o700)
+    mine = doctor_private(tmp_path, private_root / "work")
+    assert not any("TEMP_DIR" in c["detail"] for c in mine), mine
 
 
 def _no_umask() -> None:

@@ -8,9 +8,11 @@ The protocol lives in the node layer because the node calls it; sources implemen
   whether or not progress moved: an implementation throttles (webhooks: ≤ 1 per 10 s unless
   ≥ 5 points) and keeps the job alive upstream (gateway: a ping ≥ every 60 s in every stage).
   It must not block: it schedules its own I/O.
-* :meth:`report` runs as the job's ``report`` stage: it must be idempotent (a crash between
-  the report and the checkpoint runs it again) — enqueue into the store's outbox with an
-  idempotency key rather than calling out directly.
+* :meth:`completion_report` (the job's ``report`` stage) builds, without sending anything, the
+  report of a job that is done; the scheduler stores it in the same transaction as the
+  completion, so the report never leaves before the job is complete in the store, and a crash
+  keeps both or neither. ``None``: nothing to report.
+* :meth:`completed` runs once, after the completion and its report were stored.
 * :meth:`failure_report` builds (without sending anything) the report of a job that failed for
   good; the scheduler stores it in the same transaction as the failure itself, so a crash can
   never keep one without the other. ``None``: nothing to report.
@@ -29,7 +31,9 @@ from speak_encoder.node.models import Job, OutboxEntry, Stage
 class SourceHooks(Protocol):
     def progress(self, job: Job, stage: Stage, fraction: float) -> None: ...
 
-    async def report(self, job: Job, result: dict[str, Any]) -> dict[str, Any]: ...
+    def completion_report(self, job: Job, result: dict[str, Any]) -> OutboxEntry | None: ...
+
+    async def completed(self, job: Job, result: dict[str, Any]) -> None: ...
 
     def failure_report(self, job: Job, error: str, kind: str) -> OutboxEntry | None: ...
 

@@ -14,7 +14,8 @@ encode    the encoder used                                ``<job>/out/manifest.m
                                                           on the node that encoded
 verify    root CID, renditions, local store path          the stored folder exists there
 publish   CID, per-target outcome, renditions             always (the data is on IPFS)
-report    what was reported                               always
+report    none: the completion and its report are stored  (always runs again: a pure function)
+          in one transaction when the job ends
 ========  ==============================================  ===================================
 
 The first stage without a valid checkpoint runs, and every later checkpoint is dropped (it
@@ -40,7 +41,7 @@ from speak_encoder.config import Settings
 from speak_encoder.node import children
 from speak_encoder.node.activity import Activity
 from speak_encoder.node.hooks import SourceHooks
-from speak_encoder.node.models import STAGES, Checkpoint, Job, SourceKind, Stage
+from speak_encoder.node.models import STAGES, Checkpoint, Job, OutboxEntry, SourceKind, Stage
 from speak_encoder.node.store import JobStore
 from speak_encoder.private_files import make_work_dir
 from speak_encoder.urlguard import UrlGuard
@@ -81,6 +82,7 @@ class Work:
     published: dict[str, Any] | None = None
     encoder: str | None = None
     thumbnail: str | None = None  # poster file name in the folder, if one was made
+    report: OutboxEntry | None = None  # the completion report (stored with the completion)
 
 
 @dataclass
@@ -281,10 +283,12 @@ async def _still_held(run: JobRun) -> bool:
 
 
 async def _report(run: JobRun) -> dict[str, Any]:
+    """Build the completion report; the scheduler stores it with the completion."""
     hooks = run.hooks.get(run.job.kind)
-    if hooks is None:
-        return {"reported": None}
-    return {"reported": await hooks.report(run.job, result_of(run.work))}
+    run.work.report = None if hooks is None else hooks.completion_report(
+        run.job, result_of(run.work)
+    )
+    return {}
 
 
 STAGE_FUNCTIONS: dict[Stage, Callable[[JobRun], Awaitable[dict[str, Any]]]] = {
@@ -375,7 +379,7 @@ async def _resume_point(run: JobRun, checkpoints: dict[Stage, Checkpoint]) -> in
                 {**published.data, "generation": run.job.generation,
                  "targets": run.work.published}, node=run.node,
             )  # fmt: skip
-        return STAGES.index(Stage.REPORT) + (1 if Stage.REPORT in checkpoints else 0)
+        return STAGES.index(Stage.REPORT)
     verified = checkpoints.get(Stage.VERIFY)
     if verified is not None and await _restore(run, Stage.VERIFY, verified):
         return STAGES.index(Stage.PUBLISH)
@@ -413,7 +417,8 @@ async def run_job(run: JobRun) -> dict[str, Any]:
         began = time.monotonic()
         data = await STAGE_FUNCTIONS[stage](run)
         REGISTRY.observe_stage(stage.value, time.monotonic() - began)
-        await run.db(run.store.save_checkpoint, run.job.id, stage, data, node=run.node)
+        if stage is not Stage.REPORT:  # the completion itself records that one
+            await run.db(run.store.save_checkpoint, run.job.id, stage, data, node=run.node)
         run.activity.beat(1.0)
         pause = _test_pause(stage)
         if pause:

@@ -341,10 +341,16 @@ class Scheduler:
             await self._notify(job, "failed", message, kind)
 
     async def _after_success(self, run: JobRun, result: dict[str, Any]) -> None:
-        if await self._db(self.store.complete, run.job.id, self.node, result):
+        """Complete the job, its source's completion report stored in the same transaction;
+        then tell the source."""
+        completed = await self._db(
+            self.store.complete, run.job.id, self.node, result, report=run.work.report
+        )
+        if completed:
             self.results.put(run.job.id, result)
             self.stats["completed"] += 1
             log.info("✅ job %s complete: %s", run.job.id, result.get("cid"))
+            await self._notify(run.job, "completed", result)
         await asyncio.to_thread(self._clean, run)
 
     async def _after_cancel(self, run: JobRun) -> None:

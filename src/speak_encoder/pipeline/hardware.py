@@ -86,6 +86,9 @@ QUERY_TIMEOUT_S = 30.0
 TEST_CLIP_SIZE = "1280x720"
 TEST_CLIP_FPS = 30
 TEST_CLIP_SECONDS = 4
+#: Making that clip (software, ultrafast: a fixed, small cost) — bounded on its own, apart from
+#: the ``timeout`` of each hardware test encode.
+CLIP_TIMEOUT_S = 60.0
 #: Where devices are looked for (parameters of :func:`scan_devices`, for tests).
 DEV_ROOT = Path("/dev")
 NVIDIA_VERSION_FILE = Path("/proc/driver/nvidia/version")
@@ -405,7 +408,7 @@ async def _make_clip(ffmpeg: str, path: Path, timeout: float) -> None:
 
 
 async def clip_and_plan(
-    ffmpeg: str, ffprobe: str, folder: Path, ladder: Ladder, timeout: float
+    ffmpeg: str, ffprobe: str, folder: Path, ladder: Ladder, timeout: float = CLIP_TIMEOUT_S
 ) -> tuple[Path, EncodePlan]:
     """A generated clip and the plan production makes of it.
 
@@ -478,7 +481,8 @@ async def detect(
 
     ``devices`` None scans this machine; ``render_node`` is the VA-API/QSV device (None =
     :data:`~speak_encoder.pipeline.ffmpeg.DEFAULT_RENDER_NODE`); ``tuning`` gives the preset/
-    CRF of the test encode (its ``ffmpeg`` is replaced by ``ffmpeg``). Raises
+    CRF of the test encode (its ``ffmpeg`` is replaced by ``ffmpeg``); ``timeout`` bounds each
+    test encode (making the clip is bounded by :data:`CLIP_TIMEOUT_S`). Raises
     :class:`ConfigError` only when ffmpeg itself cannot be run.
     """
     version_text = await _query(ffmpeg, "-version")
@@ -514,9 +518,7 @@ async def detect(
         with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".hardware-test-") as tmp:
             folder = Path(tmp)
             try:
-                clip, plan = await clip_and_plan(
-                    ffmpeg, ffprobe, folder, ladder or load_ladder(), timeout
-                )
+                clip, plan = await clip_and_plan(ffmpeg, ffprobe, folder, ladder or load_ladder())
             except SpeakEncoderError as exc:
                 failures.update((e, f"no test clip: {exc.message}") for e in candidates)
             else:

@@ -13,9 +13,10 @@ Three pieces:
     and at least one per ``PING_KEEPALIVE_S`` (30 s) anyway, never two in flight per job. Every
     ``OWNERSHIP_CHECK_S`` (and whenever a ping is refused as "not yours") ``jobstatus`` is
     asked: a job the gateway gave to another DID is cancelled locally (never finished).
-  - ``report`` (the job's report stage) puts ``finishJob`` into the store's outbox under the
-    idempotency key ``<job_id>:finishJob``: a crash and a resumed report stage never send a
-    second one. ``failed`` does the same with ``failJob`` (``<job_id>:failJob``), ``released``
+  - ``completion_report`` (the job's report stage) builds ``finishJob``, stored in the
+    store's outbox with the completion itself under the idempotency key
+    ``<job_id>:finishJob``: a crash and a resumed report stage never send a second one.
+    ``failure_report`` does the same with ``failJob`` (``<job_id>:failJob``), ``released``
     (shutdown) with ``rejectJob`` (``<job_id>:rejectJob``), and cancels the local job: a job
     handed back is not resumed at the next start.
   - the outbox items (kinds ``gateway.finishJob``/``gateway.failJob``/``gateway.rejectJob``)
@@ -379,18 +380,17 @@ class GatewayHooks:
     def _enqueue(self, job: Job, kind: str, payload: dict[str, Any]) -> bool:
         return self.store.outbox_put(job.id, self._entry(job, kind, payload))
 
-    async def report(self, job: Job, result: dict[str, Any]) -> dict[str, Any]:
-        self._forget(job.id)
-        gid = str(job.external_id)
+    def completion_report(self, job: Job, result: dict[str, Any]) -> OutboxEntry | None:
         cid = result.get("cid")
         if not cid:
             raise GatewayRejected(f"job {job.id} has no CID to report")  # a bug upstream of here
-        payload = {"job_id": gid, "output": {"cid": str(cid)}}
-        added = await asyncio.to_thread(self._enqueue, job, KIND_FINISH, payload)
-        if added:
-            log.info("📮 gateway job %s: finishJob queued (%s)", gid, cid)
+        payload = {"job_id": str(job.external_id), "output": {"cid": str(cid)}}
+        return self._entry(job, KIND_FINISH, payload)
+
+    async def completed(self, job: Job, result: dict[str, Any]) -> None:
+        self._forget(job.id)
+        log.info("📮 gateway job %s: finishJob queued (%s)", job.external_id, result.get("cid"))
         self.wake_deliverer.set()
-        return {"gateway": "finishJob", "job_id": gid, "cid": str(cid), "queued": added}
 
     def failure_report(self, job: Job, error: str, kind: str) -> OutboxEntry | None:
         if not job.external_id:

@@ -13,9 +13,10 @@ Every report of a job goes through the job store's outbox, one job's reports one
   report once the job's final report was queued, and a job's rows leave in order: the real
   server's ``/webhook/progress`` sets a video back to "processing", so a ping arriving after
   the completion would un-publish it — that cannot happen here.
-* **Completion / failure** — :meth:`WebhookHooks.report` (the report stage) and
-  :meth:`WebhookHooks.failure_report` (stored by the scheduler in the same transaction as the
-  failure) put the body, serialised once, into the outbox with the idempotency key
+* **Completion / failure** — :meth:`WebhookHooks.completion_report` (the report stage) and
+  :meth:`WebhookHooks.failure_report` (stored by the scheduler in the same transaction as
+  the completion or the failure: no report leaves before the job's end is stored) put the
+  body, serialised once, into the outbox with the idempotency key
   ``<job_id>:complete`` / ``<job_id>:failed`` (``…:<generation>`` for a job reopened or
   retried; a second enqueue is a no-op). :class:`OutboxDeliverer` claims due rows under a lease
   (one node of a fleet sends each) and delivers them at least once, surviving restarts:
@@ -392,18 +393,18 @@ class WebhookHooks:
             idempotency_key=key,
         )
 
-    async def report(self, job: Job, result: dict[str, Any]) -> dict[str, Any]:
-        self.throttle.forget(job.id)
+    def completion_report(self, job: Job, result: dict[str, Any]) -> OutboxEntry | None:
         if not job.request.get("webhook_url"):
             log.warning("job %s has no webhook_url: nothing to report", job.id)
-            return {"webhook": None}
+            return None
         body = completion_body(job, result, self.settings, now=self.wall_clock())
-        entry = self._entry(job, body, "complete")
-        added = await asyncio.to_thread(self.store.outbox_put, job.id, entry)
-        if added:
+        return self._entry(job, body, "complete")
+
+    async def completed(self, job: Job, result: dict[str, Any]) -> None:
+        self.throttle.forget(job.id)
+        if job.request.get("webhook_url"):
             log.info("🔔 job %s: completion webhook queued", job.id)
-        self._notify()
-        return {"webhook": "complete", "idempotency_key": entry.idempotency_key, "queued": added}
+            self._notify()
 
     def failure_report(self, job: Job, error: str, kind: str) -> OutboxEntry | None:
         if not job.request.get("webhook_url"):

@@ -368,11 +368,23 @@ class JobQueries(StoreBase):
         with self._write() as conn:
             conn.execute(query)
 
-    def complete(self, job_id: str, owner: str, result: dict[str, Any]) -> bool:
+    def complete(
+        self,
+        job_id: str,
+        owner: str,
+        result: dict[str, Any],
+        *,
+        report: OutboxEntry | None = None,
+    ) -> bool:
+        """Running → complete, with its completion ``report`` queued in the same transaction:
+        the report cannot leave before the job is complete in the store (a job offered again
+        the moment its source heard of the completion is already complete here, and reopened)."""
         at = time.time()
-        return self._finish_owned(
+        return self._finish_with_report(
             job_id,
             owner,
+            report,
+            at=at,
             state=JobState.COMPLETE.value,
             result=dumps(result),
             error=None,
@@ -394,19 +406,25 @@ class JobQueries(StoreBase):
         """Running → failed for good, with its failure ``report`` queued in the same
         transaction (a crash cannot keep one without the other)."""
         at = time.time()
+        return self._finish_with_report(
+            job_id,
+            owner,
+            report,
+            at=at,
+            state=JobState.FAILED.value,
+            error=error,
+            error_kind=kind,
+            attempts=jobs.c.attempts + (1 if count_attempt else 0),
+            finished_at=at,
+            updated_at=at,
+        )
+
+    def _finish_with_report(
+        self, job_id: str, owner: str, report: OutboxEntry | None, *, at: float, **values: Any
+    ) -> bool:
         with self._write() as conn:
             done = conn.execute(
-                update(jobs)
-                .where(_owned(job_id, owner))
-                .values(
-                    state=JobState.FAILED.value,
-                    error=error,
-                    error_kind=kind,
-                    attempts=jobs.c.attempts + (1 if count_attempt else 0),
-                    finished_at=at,
-                    updated_at=at,
-                    **_NO_LEASE,
-                )
+                update(jobs).where(_owned(job_id, owner)).values(**values, **_NO_LEASE)
             )
             if done.rowcount != 1:
                 return False

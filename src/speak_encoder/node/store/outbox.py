@@ -162,7 +162,11 @@ class OutboxQueries(StoreBase):
         """Queue ``entry`` (tagged with the job's current generation); ``False`` if known."""
         at = now_or(now)
         with self._write() as conn:
-            generation = _generation(conn, job_id)
+            # The job's row lock orders this with outbox_progress on PostgreSQL: a progress
+            # row checked before this final row commits is deleted by insert_row.
+            generation = _generation(conn, job_id, lock=True)
+            if generation is None:
+                generation = 0
             return insert_row(
                 conn, self.dialect, entry, job_id=job_id, generation=generation, at=at
             )
@@ -255,6 +259,20 @@ class OutboxQueries(StoreBase):
                     outbox.c.progress.is_(True),
                     outbox.c.claimed_by.is_not(None),
                     outbox.c.claim_expires_at < at,
+                )
+            )
+            # A progress row never leaves after a final row of its generation (or a later
+            # one) was queued, whatever raced to queue them.
+            final = aliased(outbox)
+            conn.execute(
+                delete(outbox).where(
+                    outbox.c.progress.is_(True),
+                    outbox.c.claimed_by.is_(None) | (outbox.c.claim_expires_at < at),
+                    exists().where(
+                        final.c.job_id == outbox.c.job_id,
+                        final.c.progress.is_(False),
+                        final.c.generation >= outbox.c.generation,
+                    ),
                 )
             )
             ids = list(conn.execute(query.with_for_update(skip_locked=True)).scalars())
