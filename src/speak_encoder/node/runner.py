@@ -285,8 +285,8 @@ async def _still_held(run: JobRun) -> bool:
 async def _report(run: JobRun) -> dict[str, Any]:
     """Build the completion report; the scheduler stores it with the completion."""
     hooks = run.hooks.get(run.job.kind)
-    run.work.report = None if hooks is None else hooks.completion_report(
-        run.job, result_of(run.work)
+    run.work.report = (
+        None if hooks is None else hooks.completion_report(run.job, result_of(run.work))
     )
     return {}
 
