@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from speak_encoder.node.models import JobState
+from speak_encoder.node.models import JobState, Stage
 from speak_encoder.testing.ipfs_node import JsIpfsNode, free_port
 from speak_encoder.testing.pin_services import FakeIpfsCluster
 from tests.support.direct_nodes import direct_node, ipfs_add, submit, wait_http
@@ -28,12 +28,13 @@ COMPLETE = re.compile(r"✅ job ([0-9a-f]{32}) complete")
 def test_two_nodes_share_twenty_jobs_and_survive_a_dead_node(
     make_node: MakeNode, sample: Callable[[str], Path], pg_url: str, tmp_path: Path
 ) -> None:
-    common = {"DATABASE_URL": pg_url, "LEASE_SECONDS": "4", "MAX_CONCURRENT_JOBS": "1"}
+    common = {"DATABASE_URL": pg_url, "LEASE_SECONDS": "4", "OUTPUT_EXTRAS": "false"}
     # a slow first job so that node A is surely in the middle of it when it dies
     slow_source = tmp_path / "slow.mp4"
     shutil.copy(sample("fullhd"), slow_source)
-    a = make_node("a", NODE_NAME="node-a", ENCODER_PRESET="veryslow", **common)
-    b = make_node("b", NODE_NAME="node-b", **common)
+    a = make_node("a", NODE_NAME="node-a", ENCODER_PRESET="veryslow", MAX_CONCURRENT_JOBS="1",
+                  **common)  # fmt: skip
+    b = make_node("b", NODE_NAME="node-b", MAX_CONCURRENT_JOBS="2", **common)
     slow_id = a.submit(str(slow_source), "--priority", "10")
     a.start()
     a.wait_for(slow_id, lambda j: j.state is JobState.RUNNING and j.lease_owner == "node-a",
@@ -90,51 +91,51 @@ def test_a_fleet_reports_each_job_once_and_retries_every_pin(
     tmp_path: Path,
 ) -> None:
     """Two nodes on one PostgreSQL, 20 Direct API jobs with webhooks, the IPFS Cluster target
-    down (every pin queued), node A killed mid-encode: each job is reported exactly once although
-    both nodes' deliverers watch the one outbox, and node B retries every pending pin — node A's
-    too — once the cluster is back."""
+    down (every pin queued). Node A publishes a job (its pin queued) and is killed before it
+    reports it; meanwhile both nodes' deliverers watch the one outbox while node B does the 19
+    others. Each job is reported exactly once, node B reports A's job after taking it over, and
+    retries every pending pin — node A's too — once the cluster is back."""
     cluster_port = free_port()
     common = {
-        "DATABASE_URL": pg_url, "LEASE_SECONDS": "4", "MAX_CONCURRENT_JOBS": "1",
+        "DATABASE_URL": pg_url, "LEASE_SECONDS": "4",
         "PUBLISH_TARGETS": "local,cluster", "PUBLISH_REQUIRED": "local",
         "IPFS_CLUSTER_URL": f"http://127.0.0.1:{cluster_port}",
-        "PIN_RETRY_BASE": "1", "PIN_RETRY_MAX": "2",
+        "PIN_RETRY_BASE": "1", "PIN_RETRY_MAX": "2", "OUTPUT_EXTRAS": "false",
     }  # fmt: skip
-    a, api_a = direct_node(make_node, ipfs_node, NODE_NAME="node-a", ENCODER_PRESET="veryslow",
-                           name="a", **common)  # fmt: skip
-    b, api_b = direct_node(make_node, ipfs_node, NODE_NAME="node-b", name="b", **common)
+    # node A holds its one job after publishing it (the job is running, its pin queued)
+    a, api_a = direct_node(make_node, ipfs_node, NODE_NAME="node-a", name="a",
+                           MAX_CONCURRENT_JOBS="1", SPEAK_ENCODER_TEST_PAUSE_AFTER="publish",
+                           SPEAK_ENCODER_TEST_PAUSE_SECONDS="900", **common)  # fmt: skip
+    b, api_b = direct_node(make_node, ipfs_node, NODE_NAME="node-b", name="b",
+                           MAX_CONCURRENT_JOBS="2", **common)  # fmt: skip
     hook = webhook_receiver.hook_url("fleet")
-    quick = [ipfs_add(ipfs_node, clip) for clip in _distinct_clips(tmp_path / "clips", 19)]
-    slow = ipfs_add(ipfs_node, sample("fullhd"))
+    clips = [ipfs_add(ipfs_node, clip) for clip in _distinct_clips(tmp_path / "clips", 20)]
     a.start()
     wait_http(api_a)
-    # node A alone: two quick jobs, then the slow one it will die in
-    first = [str(submit(api_a, quick[n], hook, permlink=f"q{n}")["job_id"]) for n in range(2)]
-    for job_id in first:
-        a.wait_for(job_id, lambda j: j.state is JobState.COMPLETE, timeout=180, what=job_id)
-    slow_id = str(submit(api_a, slow, hook, permlink="slow", premium=True)["job_id"])
-    a.wait_for(slow_id, lambda j: j.lease_owner == "node-a" and j.progress.get("encode", 0) > 0,
-               timeout=180, what="A mid-encode")  # fmt: skip
+    held_id = str(submit(api_a, clips[0], hook, permlink="held")["job_id"])
+    a.wait_for(held_id, lambda j: j.lease_owner == "node-a" and j.stage is Stage.PUBLISH
+               and "test hook: pausing" in a.log(), timeout=120, what="A published")  # fmt: skip
     b.start()
     wait_http(api_b)
-    rest = [str(submit(api_b, quick[n], hook, permlink=f"q{n}")["job_id"]) for n in range(2, 19)]
-    # both deliverers compete for B's 17 reports while A still encodes the slow job
+    rest = [str(submit(api_b, clips[n], hook, permlink=f"q{n}")["job_id"]) for n in range(1, 20)]
+    # both deliverers compete for B's 19 reports while A holds its job
     for job_id in rest:
         b.wait_for(job_id, lambda j: j.state is JobState.COMPLETE, timeout=300, what=job_id)
     webhook_receiver.wait_for(19, progress=False, timeout=60)
-    assert a.job(slow_id).state is JobState.RUNNING
-    a.kill9()  # mid-encode: its lease runs out and node B takes the slow job over
-    b.wait_for(slow_id, lambda j: j.state is JobState.COMPLETE, timeout=600, what="the slow job")
+    assert a.job(held_id).state is JobState.RUNNING and a.alive()
+    a.kill9()  # published, not reported: its lease runs out and node B reports the job
+    b.wait_for(held_id, lambda j: j.state is JobState.COMPLETE, timeout=120, what="A's job")
     webhook_receiver.wait_for(20, progress=False, timeout=60)
+    assert f"job {held_id} resumes at report" in b.log()  # published once, by A
 
     reports = [r.json() for r in webhook_receiver.received(progress=False)]
     per_job = Counter(body["job_id"] for body in reports)
-    assert per_job == Counter({job_id: 1 for job_id in [*first, slow_id, *rest]}), per_job
+    assert per_job == Counter({job_id: 1 for job_id in [held_id, *rest]}), per_job
     assert all(body["status"] == "complete" for body in reports)
-    last_final = max(r.at for r in webhook_receiver.received(progress=False)
-                     if r.json()["job_id"] == slow_id)  # fmt: skip
+    finals = {r.json()["job_id"]: r.at for r in webhook_receiver.received(progress=False)}
+    by_permlink = {"held": held_id, **{f"q{n}": job_id for n, job_id in enumerate(rest, 1)}}
     late = [r for r in webhook_receiver.received(progress=True)
-            if r.at > last_final and r.json()["permlink"] == "slow"]  # fmt: skip
+            if r.at > finals[by_permlink[r.json()["permlink"]]]]  # fmt: skip
     assert late == [], "a progress report followed the final one"
 
     store = b.store()

@@ -32,7 +32,7 @@ def test_direct_api_job_to_signed_completion_webhook(
     webhook_receiver: WebhookReceiver,
 ) -> None:  # fmt: skip
     cid = ipfs_add(ipfs_node, sample("hd720"))
-    node, api = direct_node(make_node, ipfs_node, ENCODER_PRESET="veryslow")  # pings to see
+    node, api = direct_node(make_node, ipfs_node, ENCODER_PRESET="medium")  # pings to see
     node.start()
     wait_http(api)
     hook = webhook_receiver.hook_url("done")

@@ -187,6 +187,9 @@ def node_env(data_dir: Path, **extra: str) -> dict[str, str]:
             "RETRY_BASE": "0.2",
             "RETRY_MAX": "1",
             "LEASE_SECONDS": "6",
+            # a node stopped after its test hands a running job back at once (tests of the
+            # grace itself set their own)
+            "SHUTDOWN_GRACE": "2",
             "DASHBOARD_PORT": str(free_port()),  # nodes run side by side in the tests
         }
     )
