@@ -250,3 +250,15 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"error": exc.message, "kind": exc.kind, "retryable": exc.retryable}))
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
+
+
+__all__ = [
+    "EXIT_CANCELLED",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "Terminated",
+    "build_parser",
+    "main",
+]

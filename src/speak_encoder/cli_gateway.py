@@ -120,3 +120,6 @@ def add_gateway_commands(sub: Any) -> None:
         "(the embed server never sends it)",
     )  # fmt: skip
     dev.set_defaults(func=cmd_dev_gateway)
+
+
+__all__ = ["DEV_EMBED_PORT", "DEV_GATEWAY_PORT", "DEV_OWNER", "add_gateway_commands"]

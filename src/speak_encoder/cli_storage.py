@@ -146,3 +146,6 @@ def _pins(args: argparse.Namespace, settings: Settings, store: JobStore) -> int:
     for pin in entries:
         print(_describe(pin, now))
     return 0
+
+
+__all__ = ["add_storage_commands"]

@@ -598,3 +598,42 @@ async def ffmpeg_info(ffmpeg: str = "ffmpeg") -> FfmpegInfo:
     )
     _INFO_CACHE[ffmpeg] = info
     return info
+
+
+__all__ = [
+    "DEFAULT_RENDER_NODE",
+    "HARDWARE_ENCODERS",
+    "HW_B_FRAMES",
+    "MASTER_NAME",
+    "MEDIA_NAME",
+    "NVENC",
+    "NVENC_PRESETS",
+    "POSTER_JPEG_QUALITY",
+    "PRESET_LOOKAHEAD",
+    "QSV",
+    "QSV_EXTRA_HW_FRAMES",
+    "QSV_PRESETS",
+    "SEGMENT_PATTERN",
+    "SOFTWARE_ENCODER",
+    "STDERR_TAIL_LINES",
+    "STORYBOARD_JPEG_QUALITY",
+    "TONEMAP_CHAIN",
+    "VAAPI",
+    "X264_KEYINT_FACTOR",
+    "EncodeProgress",
+    "EncoderTuning",
+    "FfmpegInfo",
+    "ProgressParser",
+    "build_command",
+    "check_encoder",
+    "effective_lookahead",
+    "explain_failure",
+    "extras_chains",
+    "extras_outputs",
+    "ffmpeg_info",
+    "filter_graph",
+    "level_idc",
+    "run_ffmpeg",
+    "x264_keyframes",
+    "x264_tuning",
+]

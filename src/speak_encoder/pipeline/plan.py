@@ -170,3 +170,23 @@ def plan_encode(info: MediaInfo, options: EncodeOptions, ladder: Ladder) -> Enco
         extras=plan_extras(duration, fps, info.video.display_size) if options.extras else None,
         input_format=info.demuxer,
     )
+
+
+__all__ = [
+    "GOP_SECONDS",
+    "MAX_FPS",
+    "MAX_SEGMENTS",
+    "SEGMENT_RULES",
+    "SHORT_MAX_SECONDS",
+    "EncodeOptions",
+    "EncodePlan",
+    "Rendition",
+    "choose_rungs",
+    "even",
+    "even_floor",
+    "frame_size",
+    "gop_frames",
+    "output_fps",
+    "plan_encode",
+    "segment_seconds",
+]

@@ -551,3 +551,19 @@ class KuboClient:
                     )
                 )
         return links
+
+
+__all__ = [
+    "DEFAULT_CALL_TIMEOUT_S",
+    "DEFAULT_IO_CHUNK",
+    "AddResult",
+    "AddedEntry",
+    "KuboClient",
+    "LsLink",
+    "MultipartFolder",
+    "ProgressCallback",
+    "api_base_url",
+    "error_for_response",
+    "json_object",
+    "map_transport_error",
+]

@@ -481,3 +481,22 @@ async def retry_pending(
         await target.publish(folder if folder is not None and folder.is_dir() else None, entry.cid)
 
     return await retry_due(queue, attempt, force=force)
+
+
+__all__ = [
+    "DEFAULT_POLL_INTERVAL_S",
+    "TARGET_NAMES",
+    "ClusterTarget",
+    "HotnodeTarget",
+    "KuboTarget",
+    "PinningServiceTarget",
+    "PublishProgress",
+    "PublishResult",
+    "PublishTarget",
+    "TargetOutcome",
+    "build_target",
+    "build_targets",
+    "policy_met",
+    "publish_folder",
+    "retry_pending",
+]

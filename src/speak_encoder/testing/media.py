@@ -515,3 +515,6 @@ _MUXERS = {
     "avi": "avi",
     "m4a": "ipod",
 }
+
+
+__all__ = ["SAMPLES", "Sample", "generate"]
