@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser(
         "validate",
         help="check an HLS folder against the six validity checks",
-        description="Exit 0 when FOLDER passes every check of encoding.md §6, 1 with the list "
+        description="Exit 0 when FOLDER passes every check of docs/encoding.md §6, 1 with the list "
         "of violations otherwise.",
     )
     val.add_argument("folder", type=Path, metavar="FOLDER")

@@ -1,6 +1,6 @@
 """The plan stage (pure): media info + options → the renditions to encode.
 
-Rules (encoding.md §2–3):
+Rules (docs/encoding.md §2–3):
 
 * a rung's number is the **short side** of the displayed frame (rotation and SAR applied);
   the other side follows the display aspect ratio, rounded to an even number;

@@ -3,7 +3,7 @@
 Targets (all optional; ``PUBLISH_TARGETS`` lists the ones used, in order):
 
 ``local``
-    The node at ``IPFS_API_ADDR``: ``add`` of the folder (protocols.md §6), root checked
+    The node at ``IPFS_API_ADDR``: ``add`` of the folder (docs/protocols.md §6), root checked
     against the local CID, then ``pin/ls``.
 ``hotnode``
     ``GET TRAFFIC_DIRECTOR_URL`` → ``{"success":true,"data":{"uploadEndpoint":"…/api/v0/add"}}``,
