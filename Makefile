@@ -79,14 +79,14 @@ LOCKVENV := .lockvenv
 lock:
 	rm -rf $(LOCKVENV) && $(PYTHON) -m venv $(LOCKVENV)
 	$(LOCKVENV)/bin/pip install -q --disable-pip-version-check -e .
-	{ sed -n '/^#/p' requirements.lock; \
-	  $(LOCKVENV)/bin/pip freeze --exclude-editable | grep -v '^-e'; } > requirements.lock.new
-	$(LOCKVENV)/bin/pip install -q --disable-pip-version-check -c requirements.lock.new -e '.[dev]'
-	$(LOCKVENV)/bin/pip freeze --exclude-editable | grep -v '^-e' | LC_ALL=C sort > $(LOCKVENV)/all.txt
-	grep -v '^#' requirements.lock.new | LC_ALL=C sort > $(LOCKVENV)/runtime.txt
-	{ sed -n '/^#/p' requirements-dev.lock; echo '-r requirements.lock'; \
-	  LC_ALL=C comm -23 $(LOCKVENV)/all.txt $(LOCKVENV)/runtime.txt | sort -f; } > requirements-dev.lock
-	mv requirements.lock.new requirements.lock
+	$(LOCKVENV)/bin/pip freeze --exclude-editable | grep -v '^-e' > $(LOCKVENV)/runtime.txt
+	$(LOCKVENV)/bin/pip install -q --disable-pip-version-check -c $(LOCKVENV)/runtime.txt -e '.[dev]'
+	$(LOCKVENV)/bin/pip freeze --exclude-editable | grep -v '^-e' \
+	  | grep -vxF -f $(LOCKVENV)/runtime.txt > $(LOCKVENV)/dev.txt
+	{ sed -n '/^#/p' requirements.lock; cat $(LOCKVENV)/runtime.txt; } > $(LOCKVENV)/requirements.lock
+	{ sed -n '/^#/p' requirements-dev.lock; echo '-r requirements.lock'; cat $(LOCKVENV)/dev.txt; } \
+	  > $(LOCKVENV)/requirements-dev.lock
+	mv $(LOCKVENV)/requirements.lock $(LOCKVENV)/requirements-dev.lock .
 	rm -rf $(LOCKVENV)
 
 clean:
