@@ -22,7 +22,8 @@ ENV PIP_DISABLE_PIP_VERSION_CHECK=1 \
 WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
 COPY src ./src
-# Runtime dependencies only, at the versions of the lock file (which also lists test tools).
+# The runtime dependencies at the versions of requirements.lock (the runtime set only: the test
+# and lint tools are in requirements-dev.lock, which never enters the image).
 RUN python -m venv /opt/speak-encoder \
     && /opt/speak-encoder/bin/pip install --constraint requirements.lock . \
     && /opt/speak-encoder/bin/pip uninstall --yes pip

@@ -5,39 +5,53 @@ SHELL := /bin/bash
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+DEV_STAMP := $(VENV)/.installed-dev
 PYTHON ?= python3
 DEMO_DIR ?= demo
 
-.PHONY: help setup system-deps test-deps demo test lint typecheck unit bench lock clean
+.PHONY: help setup dev-setup system-deps test-deps demo test lint typecheck unit bench lock clean
 
 help:
 	@echo "make demo   encode a generated sample video into an HLS ladder"
 	@echo "make test   lint + type checks + the whole test suite"
 	@echo "make bench  benchmarks (figures printed)"
 	@echo "make lint   ruff + mypy only"
+	@echo "make unit   the tests without the slow marker"
+	@echo "make setup  only the runtime: the venv with requirements.lock and the package"
+	@echo "make lock   regenerate requirements.lock and requirements-dev.lock"
 
 system-deps:
 	@scripts/install-system-deps.sh
 
+# Two stamps, so each entry point installs only what it needs, once:
+#   $(STAMP)      the runtime set (requirements.lock) + the package itself: make demo / setup
+#   $(DEV_STAMP)  the test, lint and type-check tools on top (requirements-dev.lock)
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
 	  { echo "error: Python >= 3.11 is required (found $$($(PYTHON) --version))"; exit 1; }
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "==> installing Python dependencies into $(VENV)"
+	@echo "==> installing the runtime Python dependencies into $(VENV)"
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
 	@touch $(STAMP)
 
+$(DEV_STAMP): $(STAMP) requirements-dev.lock
+	@echo "==> installing the test and lint tools into $(VENV)"
+	@$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.lock
+	@touch $(DEV_STAMP)
+
 setup: system-deps $(STAMP)
 
+dev-setup: setup $(DEV_STAMP)
+
 # Extra tools the test suite drives for real (IPFS node, ...).
-test-deps: setup
+test-deps: dev-setup
 	@scripts/install-test-deps.sh
 
 demo: setup
 	@$(PY) -m speak_encoder.testing.demo "$(DEMO_DIR)"
 
-lint: setup
+lint: dev-setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
@@ -47,7 +61,7 @@ typecheck: lint
 test: test-deps lint
 	$(VENV)/bin/pytest
 
-unit: setup
+unit: dev-setup
 	$(VENV)/bin/pytest -m "not slow"
 
 # imageio-ffmpeg: a static ffmpeg with libvmaf for bench/quality.py only (never a node dependency).
@@ -58,12 +72,22 @@ bench: test-deps
 	  $(PY) -m pip install -q --disable-pip-version-check $(BENCH_VMAF)
 	$(PY) bench/run_all.py
 
-# Regenerate the lock file from pyproject.toml (needs the package index).
+# Regenerate both lock files from pyproject.toml (needs the package index): the runtime set
+# alone first, then the dev extras resolved against it (requirements-dev.lock holds only what
+# the runtime set lacks, and starts with `-r requirements.lock`).
+LOCKVENV := .lockvenv
 lock:
-	rm -rf .lockvenv && $(PYTHON) -m venv .lockvenv
-	.lockvenv/bin/pip install -q -e '.[dev]'
-	.lockvenv/bin/pip freeze --exclude-editable | grep -v '^-e' > requirements.lock
-	rm -rf .lockvenv
+	rm -rf $(LOCKVENV) && $(PYTHON) -m venv $(LOCKVENV)
+	$(LOCKVENV)/bin/pip install -q --disable-pip-version-check -e .
+	$(LOCKVENV)/bin/pip freeze --exclude-editable | grep -v '^-e' > $(LOCKVENV)/runtime.txt
+	$(LOCKVENV)/bin/pip install -q --disable-pip-version-check -c $(LOCKVENV)/runtime.txt -e '.[dev]'
+	$(LOCKVENV)/bin/pip freeze --exclude-editable | grep -v '^-e' \
+	  | grep -vxF -f $(LOCKVENV)/runtime.txt > $(LOCKVENV)/dev.txt
+	{ sed -n '/^#/p' requirements.lock; cat $(LOCKVENV)/runtime.txt; } > $(LOCKVENV)/requirements.lock
+	{ sed -n '/^#/p' requirements-dev.lock; echo '-r requirements.lock'; cat $(LOCKVENV)/dev.txt; } \
+	  > $(LOCKVENV)/requirements-dev.lock
+	mv $(LOCKVENV)/requirements.lock $(LOCKVENV)/requirements-dev.lock .
+	rm -rf $(LOCKVENV)
 
 clean:
-	rm -rf $(VENV) .tools .cache .mypy_cache .ruff_cache .pytest_cache $(DEMO_DIR)
+	rm -rf $(VENV) $(LOCKVENV) .tools .cache .mypy_cache .ruff_cache .pytest_cache $(DEMO_DIR)

@@ -66,10 +66,12 @@ fi
 
 # --- headless Chromium + chromedriver + Selenium: the dashboard's browser tests --------------------
 # tests/test_dashboard_browser.py drives Debian's chromium through chromedriver (both from the
-# distribution, never a downloaded browser build) with Selenium from PyPI (a dev dependency of
-# pyproject.toml; installed here too when missing, so the script alone readies a machine).
+# distribution, never a downloaded browser build) with Selenium from PyPI (a dev dependency,
+# pinned in requirements-dev.lock; installed here too when missing, at that version, so the
+# script alone readies a machine).
 scripts/install-system-deps.sh chromium chromium-driver
 if ! "${PYTHON_BIN:-.venv/bin/python}" -c 'import selenium' >/dev/null 2>&1; then
   echo "==> installing selenium (browser tests) into the venv"
-  "${PYTHON_BIN:-.venv/bin/python}" -m pip install -q --disable-pip-version-check "selenium>=4.20,<5"
+  "${PYTHON_BIN:-.venv/bin/python}" -m pip install -q --disable-pip-version-check \
+    "$(grep -m1 '^selenium==' requirements-dev.lock)"
 fi

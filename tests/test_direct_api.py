@@ -1,4 +1,4 @@
-"""The Direct API (protocols.md §4): auth, validation, limits, dedup, the SSRF guard, views.
+"""The Direct API (docs/protocols.md §4): auth, validation, limits, dedup, the SSRF guard, views.
 
 Pure-API cases go through Starlette's TestClient (httpx over ASGI, the real app and a real
 SQLite store); the socket cases run the real uvicorn server on 127.0.0.1 in a thread.

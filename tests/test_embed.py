@@ -1,4 +1,4 @@
-"""The embed gateway source (protocols.md §3) against the reference embed server."""
+"""The embed gateway source (docs/protocols.md §3) against the reference embed server."""
 
 from __future__ import annotations
 

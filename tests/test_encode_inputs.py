@@ -1,4 +1,4 @@
-"""Every input of encoding.md §7: a valid ladder with the right shape, or a clear failure.
+"""Every input of docs/encoding.md §7: a valid ladder with the right shape, or a clear failure.
 
 Never a traceback, a hang, a half-written output folder or a leftover work folder.
 """
@@ -201,7 +201,7 @@ def test_existing_output_folder_is_never_overwritten(
 def test_long_source_uses_longer_segments(
     sample: Callable[[str], Path], encode_settings: Callable[..., Settings], tmp_path: Path
 ) -> None:
-    """A 1 h 12 min source: 12 s segments (encoding.md §3), every playlist ≤ 2000 segments."""
+    """A 1 h 12 min source: 12 s segments (docs/encoding.md §3), every playlist ≤ 2000 segments."""
     result = run_encode(sample("long"), encode_settings(encoder_preset="ultrafast"), tmp_path / "o")
     assert result.duration > 3600
     media = (tmp_path / "o" / result.renditions[0].name / "index.m3u8").read_text()

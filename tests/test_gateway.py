@@ -1,4 +1,4 @@
-"""The legacy gateway source (protocols.md §2) against the reference gateway.
+"""The legacy gateway source (docs/protocols.md §2) against the reference gateway.
 
 In-process tests drive :class:`GatewaySource` one poll round at a time (``cycle()``) over a real
 job store; end-to-end tests run a real node process (the service + the gateway source) that

@@ -1,4 +1,4 @@
-"""Hardware encoders without a GPU (encoding.md §8).
+"""Hardware encoders without a GPU (docs/encoding.md §8).
 
 * The argument lists of NVENC / QSV / VA-API are checked as data against libx264's: same rungs,
   GOP, rate caps, audio and HLS options; the upload comes after every software conversion.

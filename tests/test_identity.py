@@ -1,4 +1,4 @@
-"""The node identity (protocols.md §1): did:key, general JWS, the key file and `keygen`.
+"""The node identity (docs/protocols.md §1): did:key, general JWS, the key file and `keygen`.
 
 Byte-compatibility is proven twice: against the committed vectors (tests/data/jws-vectors.json,
 made by the npm libraries) and live against the real npm libraries `dids`,

@@ -1,4 +1,4 @@
-"""The ladder is data an operator can change (encoding.md §2)."""
+"""The ladder is data an operator can change (docs/encoding.md §2)."""
 
 from __future__ import annotations
 

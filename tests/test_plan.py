@@ -1,4 +1,4 @@
-"""The planner as data: encoding.md §2–3."""
+"""The planner as data: docs/encoding.md §2–3."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The six validity checks of encoding.md §6, each caught on a deliberately broken real ladder."""
+"""The six validity checks of docs/encoding.md §6, each caught on a deliberately broken ladder."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Webhooks (protocols.md §5): bodies, headers, signature, progress throttle, the outbox.
+"""Webhooks (docs/protocols.md §5): bodies, headers, signature, progress throttle, the outbox.
 
 A real HTTP receiver on 127.0.0.1 (tests/support/webhook_fixtures.py) and a real SQLite store;
 clocks are injected so back-offs and throttles run without sleeping.

@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser(
         "validate",
         help="check an HLS folder against the six validity checks",
-        description="Exit 0 when FOLDER passes every check of encoding.md §6, 1 with the list "
+        description="Exit 0 when FOLDER passes every check of docs/encoding.md §6, 1 with the list "
         "of violations otherwise.",
     )
     val.add_argument("folder", type=Path, metavar="FOLDER")
@@ -250,3 +250,15 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "json", False):
             print(json.dumps({"error": exc.message, "kind": exc.kind, "retryable": exc.retryable}))
         return EXIT_USAGE if isinstance(exc, UsageError) else EXIT_FAILED
+
+
+__all__ = [
+    "EXIT_CANCELLED",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "EXIT_TERMINATED",
+    "EXIT_USAGE",
+    "Terminated",
+    "build_parser",
+    "main",
+]

@@ -112,3 +112,14 @@ def add_doctor_commands(sub: Any) -> None:
     )
     health.add_argument("--url", help="default http://DASHBOARD_HOST:DASHBOARD_PORT/health")
     health.set_defaults(func=cmd_healthcheck)
+
+
+__all__ = [
+    "DEFAULT_HEALTH_HOST",
+    "DEFAULT_HEALTH_PORT",
+    "EXIT_FAILED",
+    "EXIT_OK",
+    "HEALTHCHECK_TIMEOUT_S",
+    "add_doctor_commands",
+    "health_url",
+]

@@ -1,9 +1,9 @@
 """``speak-encoder dev-gateway``: run the reference 3Speak servers locally.
 
 Two servers, each on its own port (both printed at start): the legacy encoder gateway
-(:class:`~speak_encoder.testing.gateway.ReferenceGateway`, protocols.md §2) and the embed server
-(:class:`~speak_encoder.testing.embed_server.EmbedServer`, §3, modelled from the real one). Try
-a node without the real network::
+(:class:`~speak_encoder.testing.gateway.ReferenceGateway`, docs/protocols.md §2) and the embed
+server (:class:`~speak_encoder.testing.embed_server.EmbedServer`, §3, modelled from the real
+one). Try a node without the real network::
 
     speak-encoder dev-gateway --job https://example.org/clip.mp4 --embed-job Qm… &
     GATEWAY_ENABLED=true GATEWAY_URL=http://127.0.0.1:8090 \\
@@ -120,3 +120,6 @@ def add_gateway_commands(sub: Any) -> None:
         "(the embed server never sends it)",
     )  # fmt: skip
     dev.set_defaults(func=cmd_dev_gateway)
+
+
+__all__ = ["DEV_EMBED_PORT", "DEV_GATEWAY_PORT", "DEV_OWNER", "add_gateway_commands"]

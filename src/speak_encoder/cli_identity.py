@@ -80,3 +80,6 @@ def add_identity_commands(subparsers: Any) -> None:
     )
     keygen.add_argument("--json", action="store_true", help="print one JSON object")
     keygen.set_defaults(func=cmd_keygen)
+
+
+__all__ = ["add_identity_commands"]

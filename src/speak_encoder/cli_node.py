@@ -191,3 +191,6 @@ def add_node_commands(sub: Any) -> None:
     jobs.add_argument("--limit", type=int, default=50)
     jobs.add_argument("--json", action="store_true")
     jobs.set_defaults(func=cmd_jobs)
+
+
+__all__ = ["add_node_commands"]

@@ -1,7 +1,7 @@
 """``speak-encoder cid | car | pins``: content addressing and the pending-pin queue.
 
 * ``cid PATH [--cid-version 0|1] [--json]`` prints the CID ``ipfs add`` gives: a file's own CID,
-  or for a folder the root of the wrapped upload the encoder makes (protocols.md §6, the same
+  or for a folder the root of the wrapped upload the encoder makes (docs/protocols.md §6, the same
   as ``ipfs add -r -w`` of the folder's contents).
 * ``car PATH -o OUT.car [--cid-version 0|1]`` writes a CARv1 of that DAG (streaming) and prints
   its root.
@@ -146,3 +146,6 @@ def _pins(args: argparse.Namespace, settings: Settings, store: JobStore) -> int:
     for pin in entries:
         print(_describe(pin, now))
     return 0
+
+
+__all__ = ["add_storage_commands"]

@@ -74,3 +74,6 @@ class ProgressDisplay:
         self._progress.update(
             task, completed=completed, stage=event.stage, speed=speed, detail=event.detail
         )
+
+
+__all__ = ["ProgressDisplay"]

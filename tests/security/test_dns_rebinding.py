@@ -52,7 +52,7 @@ def test_foreign_host_names_get_400_on_both_servers(
         state = httpx.get(f"{dashboard}/api/state", headers={"Host": host}, timeout=10)
         assert state.status_code == 400 and "ALLOWED_HOSTS" in state.json()["error"]
         jobs = httpx.get(f"{api}/jobs", headers={**key, "Host": host}, timeout=10)
-        assert jobs.status_code == 400 and jobs.json()["status"] == "failed"  # §4 error shape
+        assert jobs.status_code == 400 and jobs.json()["status"] == "failed"  # docs/protocols.md §4
     for host in ("127.0.0.1", f"127.0.0.1:{api_port}", "localhost", "LOCALHOST:1", "[::1]:80",
                  "encoder.lan", "Encoder.LAN:3001"):  # fmt: skip
         assert httpx.get(f"{dashboard}/api/state", headers={"Host": host}, timeout=10).is_success

@@ -58,3 +58,6 @@ class Activity:
 
     def age_seconds(self, now: float | None = None) -> float:
         return (now if now is not None else time.monotonic()) - self.started
+
+
+__all__ = ["Activity"]

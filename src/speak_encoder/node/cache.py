@@ -59,3 +59,6 @@ class TTLCache(Generic[K, V]):
         for key in expired:
             del self._items[key]
         return len(expired)
+
+
+__all__ = ["TTLCache"]

@@ -1,4 +1,4 @@
-"""The node's identity: an Ed25519 ``did:key`` and general-JWS signatures (protocols.md §1).
+"""The node's identity: an Ed25519 ``did:key`` and general-JWS signatures (docs/protocols.md §1).
 
 A node is one 32-byte Ed25519 **seed**. Its DID is ``did:key:z`` + base58btc(``0xed 0x01`` ‖
 public key); everything it sends to a 3Speak gateway is a general JWS JSON object signed with it,

@@ -217,3 +217,19 @@ class Offer:
     @property
     def created(self) -> bool:
         return self.outcome == "created"
+
+
+__all__ = [
+    "STAGES",
+    "Checkpoint",
+    "Job",
+    "JobState",
+    "NewJob",
+    "Offer",
+    "OutboxEntry",
+    "OutboxItem",
+    "SourceKind",
+    "Stage",
+    "is_job_id",
+    "new_job_id",
+]

@@ -136,3 +136,15 @@ class Monitor:
         while True:
             await asyncio.sleep(self.check_interval)
             await asyncio.to_thread(self.check)
+
+
+__all__ = [
+    "CHECK_INTERVAL_S",
+    "HISTORY_INTERVAL_S",
+    "MB",
+    "PAUSE_DISK",
+    "PAUSE_MEMORY",
+    "MemorySample",
+    "Monitor",
+    "sample",
+]

@@ -46,3 +46,6 @@ def decide(
         return RetryDecision(Outcome.FAIL, reason=f"gave up after {failures} attempts")
     delay = backoff_delay(failures, base=base, cap=cap)
     return RetryDecision(Outcome.RETRY, delay, f"attempt {failures} of {max_attempts} failed")
+
+
+__all__ = ["Outcome", "RetryDecision", "backoff_delay", "decide"]

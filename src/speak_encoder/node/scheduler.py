@@ -407,3 +407,19 @@ class Scheduler:
         self.stats["failed"] += 1
         log.error("❌ job %s failed: %s (%s)", job.id, error.message, decision.reason)
         await asyncio.to_thread(self._clean, run)
+
+
+__all__ = [
+    "CANCEL_LEASE_LOST",
+    "CANCEL_OPERATOR",
+    "CANCEL_SHUTDOWN",
+    "CANCEL_TIMEOUT",
+    "CANCEL_WATCHDOG",
+    "DISK_RETRY_S",
+    "PAUSE_JOB_DISK",
+    "POLL_INTERVAL_S",
+    "RESULT_CACHE_ENTRIES",
+    "WATCH_INTERVAL_S",
+    "RunningJob",
+    "Scheduler",
+]

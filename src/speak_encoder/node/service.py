@@ -284,3 +284,6 @@ class Service:
             self.store.close()
         log.info("node %s stopped", self.node)
         return self.exit_code
+
+
+__all__ = ["PIN_RETRY_INTERVAL_S", "PRUNE_INTERVAL_S", "Service", "clean_work_dir"]

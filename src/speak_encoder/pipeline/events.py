@@ -24,3 +24,6 @@ Reporter = Callable[[StageEvent], None]
 
 def ignore(_event: StageEvent) -> None:
     """A reporter that drops every event."""
+
+
+__all__ = ["STAGES", "Reporter", "StageEvent", "ignore"]

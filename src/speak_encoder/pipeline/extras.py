@@ -1,6 +1,6 @@
 """What front ends show besides the ladder: a poster and scrubbing previews (pure planning).
 
-Both come out of the ladder's own decode (encoding.md §4: the source is decoded once). The one
+Both come out of the ladder's own decode (docs/encoding.md §4: the source is decoded once). The one
 ffmpeg process gets two more branches after its ``split``, each cheap because it *selects* a
 handful of frames before it scales anything::
 

@@ -1,16 +1,16 @@
 """The encode stage: a pure ffmpeg command builder and an async runner with progress.
 
-One ffmpeg process per job decodes the source once and feeds every rung (encoding.md §4)::
+One ffmpeg process per job decodes the source once and feeds every rung (docs/encoding.md §4)::
 
     [0:v] (tonemap) fps ─ split ─┬─ scale ─ setsar ─► libx264 (rung 1) ─┐
                                  ├─ scale ─ setsar ─► libx264 (rung 2) ─┼─► HLS muxer
                                  └─ …                                   │   (-var_stream_map)
     [0:a] or silence ─ aresample ─ asplit ───► aac (one per rung) ──────┘
 
-Hardware encoders (encoding.md §8) use the same graph with the per-rung scaler on the GPU. Every
-software step that depends on the source (auto-rotation, which ffmpeg inserts before the graph;
-HDR tone-mapping; the frame rate; 10-bit → 8-bit) runs *before* one upload, so the GPU only
-scales and encodes::
+Hardware encoders (docs/encoding.md §8) use the same graph with the per-rung scaler on the GPU.
+Every software step that depends on the source (auto-rotation, which ffmpeg inserts before the
+graph; HDR tone-mapping; the frame rate; 10-bit → 8-bit) runs *before* one upload, so the GPU
+only scales and encodes::
 
     [0:v] (tonemap) fps ─ format=nv12 ─ upload ─ split ─┬─ scale_cuda|scale_vaapi|scale_qsv ─►
                                                         └─ …      h264_nvenc|h264_vaapi|h264_qsv
@@ -598,3 +598,42 @@ async def ffmpeg_info(ffmpeg: str = "ffmpeg") -> FfmpegInfo:
     )
     _INFO_CACHE[ffmpeg] = info
     return info
+
+
+__all__ = [
+    "DEFAULT_RENDER_NODE",
+    "HARDWARE_ENCODERS",
+    "HW_B_FRAMES",
+    "MASTER_NAME",
+    "MEDIA_NAME",
+    "NVENC",
+    "NVENC_PRESETS",
+    "POSTER_JPEG_QUALITY",
+    "PRESET_LOOKAHEAD",
+    "QSV",
+    "QSV_EXTRA_HW_FRAMES",
+    "QSV_PRESETS",
+    "SEGMENT_PATTERN",
+    "SOFTWARE_ENCODER",
+    "STDERR_TAIL_LINES",
+    "STORYBOARD_JPEG_QUALITY",
+    "TONEMAP_CHAIN",
+    "VAAPI",
+    "X264_KEYINT_FACTOR",
+    "EncodeProgress",
+    "EncoderTuning",
+    "FfmpegInfo",
+    "ProgressParser",
+    "build_command",
+    "check_encoder",
+    "effective_lookahead",
+    "explain_failure",
+    "extras_chains",
+    "extras_outputs",
+    "ffmpeg_info",
+    "filter_graph",
+    "level_idc",
+    "run_ffmpeg",
+    "x264_keyframes",
+    "x264_tuning",
+]

@@ -1,4 +1,4 @@
-"""Hardware H.264 encoders (encoding.md §8): detection, its cache, and a per-job fallback.
+"""Hardware H.264 encoders (docs/encoding.md §8): detection, its cache, and a per-job fallback.
 
 libx264 is the reference and always available. NVENC, QSV and VA-API (best first) are used when
 

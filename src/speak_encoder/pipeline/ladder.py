@@ -195,3 +195,16 @@ def load_ladder(path: Path | None = None) -> Ladder:
     except OSError as exc:
         raise ConfigError(f"LADDER_FILE {str(path)!r} cannot be read: {exc.strerror}") from None
     return parse_ladder(text, f"LADDER_FILE {str(path)!r}")
+
+
+__all__ = [
+    "DEFAULT_KEYFRAMES",
+    "DEFAULT_SCENECUT",
+    "DEFAULT_TUNE",
+    "KEYFRAMES_AT_SEGMENTS",
+    "Ladder",
+    "RungSpec",
+    "X264Defaults",
+    "load_ladder",
+    "parse_ladder",
+]

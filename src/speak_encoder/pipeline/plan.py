@@ -1,6 +1,6 @@
 """The plan stage (pure): media info + options → the renditions to encode.
 
-Rules (encoding.md §2–3):
+Rules (docs/encoding.md §2–3):
 
 * a rung's number is the **short side** of the displayed frame (rotation and SAR applied);
   the other side follows the display aspect ratio, rounded to an even number;
@@ -170,3 +170,23 @@ def plan_encode(info: MediaInfo, options: EncodeOptions, ladder: Ladder) -> Enco
         extras=plan_extras(duration, fps, info.video.display_size) if options.extras else None,
         input_format=info.demuxer,
     )
+
+
+__all__ = [
+    "GOP_SECONDS",
+    "MAX_FPS",
+    "MAX_SEGMENTS",
+    "SEGMENT_RULES",
+    "SHORT_MAX_SECONDS",
+    "EncodeOptions",
+    "EncodePlan",
+    "Rendition",
+    "choose_rungs",
+    "even",
+    "even_floor",
+    "frame_size",
+    "gop_frames",
+    "output_fps",
+    "plan_encode",
+    "segment_seconds",
+]

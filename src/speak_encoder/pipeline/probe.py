@@ -561,3 +561,28 @@ def measured_info(
     duration = min(length, announced) if announced is not None else length
     video = dataclasses.replace(info.video, duration=min(video_length, duration))
     return dataclasses.replace(info, duration=duration, video=video)
+
+
+__all__ = [
+    "ALLOWED_DEMUXERS",
+    "PROBE_TIMEOUT_S",
+    "SCAN_MIN_BYTES_PER_S",
+    "STANDARD_RATES",
+    "TRUNCATION_TOLERANCE_FRACTION",
+    "TRUNCATION_TOLERANCE_S",
+    "AudioStream",
+    "MediaInfo",
+    "ProbeLimits",
+    "StreamSpan",
+    "VideoStream",
+    "allowed_demuxer",
+    "measured_info",
+    "natural_fps",
+    "oversized_frame",
+    "parse_packet_line",
+    "parse_probe",
+    "pixels_error",
+    "probe",
+    "scan_packets",
+    "source_input_options",
+]

@@ -1,7 +1,7 @@
 """The SOURCE argument: a local path, an http(s) URL or an IPFS reference (pure, no I/O but stat).
 
 :func:`parse_source` turns what a user or a job gave into a :class:`SourceRef`;
-:func:`normalize_cid_reference` reduces an ``input_cid`` to the bare CID (protocols.md §4).
+:func:`normalize_cid_reference` reduces an ``input_cid`` to the bare CID (docs/protocols.md §4).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The six validity checks an encoded HLS folder must pass before it is published.
 
-From the encoding spec, encoding.md §6 (Apple HLS authoring rules)::
+From the encoding spec, docs/encoding.md §6 (Apple HLS authoring rules)::
 
     1  playlists   every media playlist: #EXT-X-PLAYLIST-TYPE:VOD, #EXT-X-TARGETDURATION,
                    #EXT-X-ENDLIST, each #EXTINF ≤ target + 0.5 s
@@ -59,7 +59,7 @@ from speak_encoder.pipeline.storyboard import (
     parse_storyboard,
 )
 
-#: Names of the checks, by number (encoding.md §6).
+#: Names of the checks, by number (docs/encoding.md §6).
 CHECK_NAMES = {
     1: "playlist tags",
     2: "keyframes",
@@ -549,7 +549,7 @@ async def validate_folder(
     ffprobe: str = "ffprobe",
     known: LadderFacts | None = None,
 ) -> ValidationReport:
-    """Run the six checks of encoding.md §6 on ``folder``; violations are data, not errors.
+    """Run the six checks of docs/encoding.md §6 on ``folder``; violations are data, not errors.
 
     ``known``: facts the encoder gathered from the finished files (see :mod:`.overlap`).
     """

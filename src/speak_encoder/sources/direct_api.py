@@ -1,4 +1,4 @@
-"""The Direct API (protocols.md §4): 3Speak pushes jobs to the node ("managed mode").
+"""The Direct API (docs/protocols.md §4): 3Speak pushes jobs to the node ("managed mode").
 
 Routes: ``GET /health`` (no auth), ``POST /encode``, ``GET /job/{job_id}``, ``GET /jobs``;
 the OpenAPI schema at ``/openapi.json`` (no auth: the schema is public). The Swagger UI at

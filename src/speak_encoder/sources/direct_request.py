@@ -1,4 +1,4 @@
-"""A direct job request (protocols.md §4) and what the node makes of it (pure, no I/O).
+"""A direct job request (docs/protocols.md §4) and what the node makes of it (pure, no I/O).
 
 Used by the Direct API (``POST /encode``) and by the embed gateway poller (``myJob`` hands out
 the same request). :func:`to_new_job` applies the rendition policy:
@@ -101,7 +101,7 @@ Text = Annotated[str, Field(max_length=MAX_TEXT), AfterValidator(_clean_text)]
 
 
 class DirectJobRequest(BaseModel):
-    """The body of ``POST /encode`` (protocols.md §4). Unknown fields are ignored."""
+    """The body of ``POST /encode`` (docs/protocols.md §4). Unknown fields are ignored."""
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
 

@@ -1,4 +1,4 @@
-"""The 3Speak embed gateway ("community mode" upstream, protocols.md §3).
+"""The 3Speak embed gateway ("community mode" upstream, docs/protocols.md §3).
 
 :class:`EmbedSource` is the task the service's lifespan owns:
 

@@ -1,4 +1,4 @@
-"""The legacy 3Speak encoder gateway (protocols.md §2): poll, claim, ping, finish.
+"""The legacy 3Speak encoder gateway (docs/protocols.md §2): poll, claim, ping, finish.
 
 Three pieces:
 

@@ -1,4 +1,4 @@
-"""What both 3Speak gateways share on the wire (protocols.md §2, §3): HTTP, JWS-POSTs, answers.
+"""What both 3Speak gateways share on the wire (docs/protocols.md §2, §3): HTTP, JWS-POSTs, answers.
 
 * :class:`GatewayHttp` sends ``GET /api/v0/gateway/<route>`` and JWS-POSTs (``{"jws": <general
   JWS>}``, signed by :meth:`~speak_encoder.node.identity.NodeIdentity.sign_jws`) with

@@ -1,4 +1,4 @@
-"""Webhooks of direct and embed jobs (protocols.md §5): progress, completion, failure.
+"""Webhooks of direct and embed jobs (docs/protocols.md §5): progress, completion, failure.
 
 Every report of a job goes through the job store's outbox, one job's reports one after another
 (see :mod:`speak_encoder.node.store.outbox`):
@@ -119,7 +119,7 @@ def _processing_seconds(job: Job, now: float) -> float:
 def completion_body(
     job: Job, result: dict[str, Any], settings: Settings, *, now: float
 ) -> dict[str, Any]:
-    """The completion webhook (protocols.md §5) for ``job`` with the runner's ``result``."""
+    """The completion webhook (docs/protocols.md §5) for ``job`` with the runner's ``result``."""
     request = job.request
     cid = str(result["cid"])
     qualities = result.get("qualities_encoded")
@@ -148,7 +148,7 @@ def completion_body(
 
 
 def failure_body(job: Job, error: str, settings: Settings, *, now: float) -> dict[str, Any]:
-    """The failure webhook (protocols.md §5): sent once, when the job failed for good."""
+    """The failure webhook (docs/protocols.md §5): sent once, when the job failed for good."""
     request = job.request
     return {
         "owner": request.get("owner"),

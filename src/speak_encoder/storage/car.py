@@ -141,3 +141,13 @@ def _read_varint(stream: BinaryIO) -> int:
         if not byte[0] & 0x80:
             return value
         shift += 7
+
+
+__all__ = [
+    "WRITE_BUFFER",
+    "CarBlockWriter",
+    "car_header",
+    "iter_car",
+    "write_car",
+    "write_car_stream",
+]

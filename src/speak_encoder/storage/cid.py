@@ -165,3 +165,22 @@ def is_cid(text: str) -> bool:
     except InvalidSourceReference:
         return False
     return True
+
+
+__all__ = [
+    "B58_ALPHABET",
+    "CID",
+    "DAG_CBOR",
+    "DAG_PB",
+    "RAW",
+    "SHA2_256",
+    "SHA2_256_LEN",
+    "b32decode",
+    "b32encode",
+    "b58decode",
+    "b58encode",
+    "decode_varint",
+    "encode_varint",
+    "is_cid",
+    "parse_cid",
+]

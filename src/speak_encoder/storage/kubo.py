@@ -1,6 +1,6 @@
 """Async Kubo RPC client (``/api/v0/…``, always POST), streaming both ways.
 
-* ``add_folder`` uploads a folder exactly as protocols.md §6 says: ``add?wrap-with-directory=
+* ``add_folder`` uploads a folder exactly as docs/protocols.md §6 says: ``add?wrap-with-directory=
   true&pin=true&cid-version=0``, multipart/form-data with one part per file (``name="file"``,
   ``filename="<relative path, URL-encoded>"``, ``application/octet-stream``). The body is
   produced here as an async byte iterator: files are opened **one at a time**, read in
@@ -366,7 +366,7 @@ class KuboClient:
         expected_cid: str | None = None,
         on_progress: ProgressCallback | None = None,
     ) -> AddResult:
-        """Upload ``folder`` wrapped in a directory (protocols.md §6); return the node's root.
+        """Upload ``folder`` wrapped in a directory (docs/protocols.md §6); return the node's root.
 
         With ``expected_cid`` the node's root must be exactly that CID, else
         :class:`CidMismatch` (never report a CID nobody holds).
@@ -551,3 +551,19 @@ class KuboClient:
                     )
                 )
         return links
+
+
+__all__ = [
+    "DEFAULT_CALL_TIMEOUT_S",
+    "DEFAULT_IO_CHUNK",
+    "AddResult",
+    "AddedEntry",
+    "KuboClient",
+    "LsLink",
+    "MultipartFolder",
+    "ProgressCallback",
+    "api_base_url",
+    "error_for_response",
+    "json_object",
+    "map_transport_error",
+]

@@ -96,3 +96,6 @@ def _discard(path: Path) -> None:
     trash = path.parent / f".trash-{secrets.token_hex(6)}"
     os.rename(path, trash)
     shutil.rmtree(trash, ignore_errors=True)
+
+
+__all__ = ["STORE_DIR_NAME", "StoredFolder", "keep_folder", "store_root", "stored_path"]

@@ -3,7 +3,7 @@
 Targets (all optional; ``PUBLISH_TARGETS`` lists the ones used, in order):
 
 ``local``
-    The node at ``IPFS_API_ADDR``: ``add`` of the folder (protocols.md §6), root checked
+    The node at ``IPFS_API_ADDR``: ``add`` of the folder (docs/protocols.md §6), root checked
     against the local CID, then ``pin/ls``.
 ``hotnode``
     ``GET TRAFFIC_DIRECTOR_URL`` → ``{"success":true,"data":{"uploadEndpoint":"…/api/v0/add"}}``,
@@ -481,3 +481,22 @@ async def retry_pending(
         await target.publish(folder if folder is not None and folder.is_dir() else None, entry.cid)
 
     return await retry_due(queue, attempt, force=force)
+
+
+__all__ = [
+    "DEFAULT_POLL_INTERVAL_S",
+    "TARGET_NAMES",
+    "ClusterTarget",
+    "HotnodeTarget",
+    "KuboTarget",
+    "PinningServiceTarget",
+    "PublishProgress",
+    "PublishResult",
+    "PublishTarget",
+    "TargetOutcome",
+    "build_target",
+    "build_targets",
+    "policy_met",
+    "publish_folder",
+    "retry_pending",
+]

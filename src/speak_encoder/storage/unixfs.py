@@ -14,7 +14,7 @@ Pure Python, no dependency. It reproduces the Kubo (and js-ipfs) defaults byte f
 * directories: links sorted by the bytes of their names, ``Tsize`` = the child's cumulative
   size (its block plus all the blocks below it), exactly as Kubo computes it.
 
-Folders (:func:`import_folder`) are imported the way the encoder uploads them (protocols.md §6:
+Folders (:func:`import_folder`) are imported the way the encoder uploads them (docs/protocols.md §6:
 ``add?wrap-with-directory=true`` with one multipart part per file named by its relative path):
 the root is the directory of the folder's *contents*. Only regular files are imported
 (symlinks to files are followed); directories without any file are skipped, because a

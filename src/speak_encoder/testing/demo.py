@@ -35,3 +35,6 @@ def main(argv: list[str]) -> int:
 
 if __name__ == "__main__":
     raise SystemExit(main(sys.argv[1:]))
+
+
+__all__ = ["DEMO_SAMPLE", "main"]

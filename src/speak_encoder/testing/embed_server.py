@@ -1,4 +1,5 @@
-"""A reference model of the real 3Speak **embed server**, the upstream of the embed gateway (§3).
+"""A reference model of the real 3Speak **embed server**, the upstream of the embed gateway
+(docs/protocols.md §3).
 
 The real server is the public repository ``Mantequilla-Soft/embedvideos`` (Express + MongoDB).
 This module models what it does for encoders, from its code (read, not copied): ``src/index.ts``

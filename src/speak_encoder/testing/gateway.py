@@ -1,4 +1,4 @@
-"""The reference 3Speak legacy encoder gateway (protocols.md §2) as one real server.
+"""The reference 3Speak legacy encoder gateway (docs/protocols.md §2) as one real server.
 
 Used by the tests and by ``speak-encoder dev-gateway`` (try a node without the real network)::
 

@@ -214,3 +214,14 @@ class JsIpfsNode:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+__all__ = [
+    "JSIPFS_ENV",
+    "READY_TIMEOUT_S",
+    "TOOLS_DIR",
+    "IpfsNodeMissing",
+    "JsIpfsNode",
+    "free_port",
+    "jsipfs_path",
+]

@@ -120,3 +120,6 @@ class KuboFaultProxy:
     ) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+__all__ = ["HTML_PAGE", "WRONG_ROOT", "KuboFaultProxy"]

@@ -1,4 +1,4 @@
-"""Sample media made with ffmpeg's lavfi sources: the inputs of encoding.md §7, tiny and fast.
+"""Sample media made with ffmpeg's lavfi sources: the inputs of docs/encoding.md §7, tiny and fast.
 
 Used by the tests (generated once and cached), by ``make demo`` and by the benchmarks.
 Every sample is a few seconds of small frames unless its point is to be long or large.
@@ -515,3 +515,6 @@ _MUXERS = {
     "avi": "avi",
     "m4a": "ipod",
 }
+
+
+__all__ = ["SAMPLES", "Sample", "generate"]

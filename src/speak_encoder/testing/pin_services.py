@@ -284,3 +284,6 @@ class FakeTrafficDirector(_Service):
         if method != "GET":
             return 405, {"success": False, "error": "method not allowed"}
         return 200, {"success": True, "data": {"uploadEndpoint": f"{self.backing_api}/api/v0/add"}}
+
+
+__all__ = ["PIN_TIMEOUT_S", "FakeIpfsCluster", "FakePinningService", "FakeTrafficDirector"]

@@ -290,3 +290,17 @@ class PostgresServer:
 def _check_name(name: str) -> None:
     if not _DB_NAME.match(name):
         raise ValueError(f"not a plain database name: {name!r}")
+
+
+__all__ = [
+    "DEBIAN_PG_GLOB",
+    "PG_BIN_ENV",
+    "PG_SYSTEM_USER",
+    "READY_TIMEOUT_S",
+    "STOP_TIMEOUT_S",
+    "SUPERUSER",
+    "PostgresMissing",
+    "PostgresServer",
+    "find_pg_bin",
+    "free_port",
+]

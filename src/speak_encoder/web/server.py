@@ -511,3 +511,30 @@ async def serve_app(
         finally:
             sock.close()
             log.info("%s stopped", name)
+
+
+__all__ = [
+    "ACCEPT_BURST",
+    "AUTH_MAX_FAILURES",
+    "AUTH_TRACKED_CLIENTS",
+    "AUTH_WINDOW_S",
+    "EVICTION_GRACE_S",
+    "FD_SHARE",
+    "GRACEFUL_SHUTDOWN_S",
+    "KEEP_ALIVE_S",
+    "LISTEN_BACKLOG",
+    "MIN_CONNECTIONS",
+    "AllowedHosts",
+    "AuthThrottle",
+    "ConnectionTable",
+    "GuardedH11Protocol",
+    "HostGuard",
+    "HttpLimits",
+    "Phase",
+    "Rejection",
+    "allowed_hosts",
+    "bind_socket",
+    "client_of",
+    "guarded_protocol",
+    "serve_app",
+]

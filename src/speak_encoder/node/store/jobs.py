@@ -739,3 +739,6 @@ def _checkpoint(row: RowMapping) -> Checkpoint:
         node=row["node"],
         created_at=row["created_at"],
     )
+
+
+__all__ = ["PRUNE_BATCH", "QUEUE_FULL_RETRY_AFTER_S", "JobQueries"]

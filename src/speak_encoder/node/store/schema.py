@@ -273,3 +273,26 @@ MIGRATIONS: tuple[Migration, ...] = (
 
 #: The schema version this code writes and reads.
 SCHEMA_VERSION = MIGRATIONS[-1].version
+
+
+__all__ = [
+    "ACTIVE_STATES",
+    "FINISHED_STATES",
+    "MIGRATIONS",
+    "OUTBOX_DELIVERED",
+    "OUTBOX_GIVEN_UP",
+    "OUTBOX_PENDING",
+    "OUTBOX_STATES",
+    "PIN_DONE",
+    "PIN_EXPIRED",
+    "PIN_PENDING",
+    "PIN_STATES",
+    "SCHEMA_VERSION",
+    "Migration",
+    "checkpoints",
+    "jobs",
+    "metadata",
+    "outbox",
+    "pins",
+    "schema_version",
+]
