@@ -39,13 +39,12 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from speak_encoder import __version__
+from speak_encoder.node.metrics import REGISTRY, Registry
 from speak_encoder.proc import run_capture
 from speak_encoder.web import server
 from speak_encoder.web.metrics import (
     CONTENT_TYPE,
-    REGISTRY,
     NodeLike,
-    Registry,
     StoreFigures,
     exposition,
     read_store_figures,
