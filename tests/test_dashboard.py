@@ -23,7 +23,7 @@ from pydantic import SecretStr
 from speak_encoder.config import Settings
 from speak_encoder.logs import RingBufferHandler
 from speak_encoder.node.models import NewJob, SourceKind
-from speak_encoder.node.service import Service
+from speak_encoder.service import Service
 from speak_encoder.storage.local_store import stored_path
 from speak_encoder.testing.ipfs_node import JsIpfsNode
 from speak_encoder.web.app import create_web_app

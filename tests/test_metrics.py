@@ -21,7 +21,7 @@ import pytest
 
 from speak_encoder.config import Settings
 from speak_encoder.node.models import NewJob, SourceKind
-from speak_encoder.node.service import Service
+from speak_encoder.service import Service
 from speak_encoder.web.app import bind_web_socket, create_web_app, readiness, serve_web
 from speak_encoder.web.metrics import (
     CONTENT_TYPE,

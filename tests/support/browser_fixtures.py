@@ -1,6 +1,6 @@
 """Browser tests of the dashboard: a live node (Service + operator server) and headless Chromium.
 
-* :class:`LiveNode` — a real :class:`~speak_encoder.node.service.Service` (SQLite job store,
+* :class:`LiveNode` — a real :class:`~speak_encoder.service.Service` (SQLite job store,
   scheduler running real ffmpeg encodes, memory/disk monitor) with the operator app and the
   dashboard routes served over real HTTP on ``127.0.0.1:<free port>``, all in one event loop
   of a background thread (``Service.serve`` itself installs signal handlers, which only the
@@ -26,7 +26,7 @@ import pytest
 from speak_encoder.config import Settings
 from speak_encoder.logs import RingBufferHandler
 from speak_encoder.node.models import Job, JobState, NewJob
-from speak_encoder.node.service import Service
+from speak_encoder.service import Service
 from speak_encoder.web.app import bind_web_socket, create_web_app, serve_web
 from speak_encoder.web.dashboard import dashboard_routes
 

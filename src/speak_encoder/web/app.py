@@ -14,7 +14,7 @@ The dashboard adds its own routes through ``routes`` of :func:`create_web_app` (
 app's ``state.node``). No OpenAPI/docs pages; every answer is ``Cache-Control: no-store`` and
 ``X-Content-Type-Options: nosniff``.
 
-Hostile clients (:mod:`speak_encoder.web.server`): a request for a Host other than
+Hostile clients (:mod:`speak_encoder.asgi_server`): a request for a Host other than
 ``DASHBOARD_HOST``, loopback, ``localhost`` or ``ALLOWED_HOSTS`` gets 400 (DNS rebinding);
 headers and bodies have read deadlines and the server holds at most ``HTTP_MAX_CONNECTIONS``
 connections, so ``/health`` keeps answering while idle sockets pile up.
@@ -38,10 +38,9 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from speak_encoder import __version__
+from speak_encoder import __version__, asgi_server
 from speak_encoder.node.metrics import REGISTRY, Registry
 from speak_encoder.proc import run_capture
-from speak_encoder.web import server
 from speak_encoder.web.metrics import (
     CONTENT_TYPE,
     NodeLike,
@@ -159,13 +158,13 @@ def create_web_app(
         middleware=[
             Middleware(_SecurityHeaders),
             Middleware(
-                server.HostGuard,
-                allowed=server.allowed_hosts(node.settings, node.settings.dashboard_host),
+                asgi_server.HostGuard,
+                allowed=asgi_server.allowed_hosts(node.settings, node.settings.dashboard_host),
             ),
         ],
     )
     app.state.node = node
-    app.state.http_limits = server.HttpLimits.from_settings(node.settings)
+    app.state.http_limits = asgi_server.HttpLimits.from_settings(node.settings)
     app.state.registry = registry
     return app
 
@@ -193,7 +192,7 @@ class _SecurityHeaders:
 
 def bind_web_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` (a :class:`ConfigError` naming the settings)."""
-    return server.bind_socket(host, port, settings_names="DASHBOARD_HOST/DASHBOARD_PORT")
+    return asgi_server.bind_socket(host, port, settings_names="DASHBOARD_HOST/DASHBOARD_PORT")
 
 
 async def serve_web(
@@ -211,7 +210,7 @@ async def serve_web(
     bound_host, bound_port = sock.getsockname()[:2]
     log.info("📊 operator server on http://%s:%s (/health /ready /metrics)", bound_host, bound_port)
     limits = getattr(app.state, "http_limits", None)
-    await server.serve_app(app, sock, stop=stop, name="operator server", limits=limits)
+    await asgi_server.serve_app(app, sock, stop=stop, name="operator server", limits=limits)
 
 
 __all__ = [

@@ -15,7 +15,7 @@ Routes (added to the operator app through ``create_web_app(…, routes=dashboard
 * ``POST /api/jobs/{id}/retry`` and ``…/cancel`` — need ``Authorization: Bearer <DASHBOARD_TOKEN>``
   (compared in constant time). Without a configured token every action is refused (403) and the
   page is read-only. A client address with too many wrong tokens in a minute gets 429
-  (:class:`~speak_encoder.web.server.AuthThrottle`).
+  (:class:`~speak_encoder.web.asgi_server.AuthThrottle`).
 * ``POST /api/pins/retry`` — the same token: retry every pending pin now
   (:func:`~speak_encoder.storage.targets.retry_pending` with ``force``); answers the counts.
 * ``POST /api/outbox/retry`` — the same token: re-arm the given-up outbox reports (pending again,
@@ -49,6 +49,7 @@ from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
 from speak_encoder import __version__
+from speak_encoder.asgi_server import AuthThrottle, client_of
 from speak_encoder.config import Settings
 from speak_encoder.errors import SpeakEncoderError
 from speak_encoder.logs import RingBufferHandler, current_ring, redact
@@ -59,7 +60,6 @@ from speak_encoder.node.store import JobStore
 from speak_encoder.storage.cid import is_cid
 from speak_encoder.storage.kubo import KuboClient
 from speak_encoder.storage.local_store import stored_path
-from speak_encoder.web.server import AuthThrottle, client_of
 
 log = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ _PLAIN_NAME: Final = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
 
 
 class DashboardNode(Protocol):
-    """What the dashboard reads from the running :class:`~speak_encoder.node.service.Service`."""
+    """What the dashboard reads from the running :class:`~speak_encoder.service.Service`."""
 
     settings: Settings
     store: JobStore

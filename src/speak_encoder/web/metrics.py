@@ -109,7 +109,7 @@ def render(families: Iterable[Family]) -> str:
 
 
 class NodeLike(Protocol):
-    """What :func:`collect_node` reads (the node's :class:`~speak_encoder.node.service.Service`)."""
+    """What :func:`collect_node` reads (the node's :class:`~speak_encoder.service.Service`)."""
 
     @property
     def settings(self) -> Settings: ...

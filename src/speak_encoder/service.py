@@ -8,6 +8,10 @@ scheduler (with its watchdog), the memory/disk monitor, the pending-pin retrier 
 history pruner. SIGTERM/SIGINT: stop intake, give running jobs ``SHUTDOWN_GRACE`` seconds,
 requeue the rest with their checkpoints, exit 0. A second signal cancels at once (jobs are
 requeued; even a kill -9 leaves a consistent store: the next start resumes them).
+
+The top of the program, beside the CLI: it wires the node (store, scheduler, monitor), the job
+sources (:mod:`speak_encoder.sources`) and the operator server (:mod:`speak_encoder.web`), so it
+stands above all of them (dependencies point down; ``tests/test_layers.py``).
 """
 
 from __future__ import annotations
