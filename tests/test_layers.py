@@ -158,22 +158,48 @@ def test_every_module_has_a_layer() -> None:
         layer_of(module)
 
 
+def _in_a_fresh_python(code: str, *args: str) -> object:
+    """The JSON that ``code`` prints last, run in a new interpreter at the repository's root.
+
+    Fresh, because CPython 3.11's ast.parse can fail with "AST constructor recursion depth
+    mismatch" once an earlier test of the same process left its counter off (gh-106905)."""
+    done = subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def test_no_import_points_up() -> None:
-    assert upward_imports() == []
+    code = "import json\nfrom tests.test_layers import upward_imports\n"
+    assert _in_a_fresh_python(code + "print(json.dumps(upward_imports()))") == []
+
+
+_LAZY = (
+    "from typing import TYPE_CHECKING\n"
+    "if TYPE_CHECKING:\n"
+    "    from speak_encoder.web.app import create_web_app\n"
+    "def serve():\n"
+    "    from speak_encoder.web import metrics\n"
+    "    import speak_encoder.sources.direct_api\n"
+)
 
 
 def test_the_static_check_sees_lazy_imports() -> None:
     """The check itself: an import inside a function counts, one under TYPE_CHECKING does not."""
     code = (
-        "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n"
-        "    from speak_encoder.web.app import create_web_app\n"
-        "def serve():\n"
-        "    from speak_encoder.web import metrics\n"
-        "    import speak_encoder.sources.direct_api\n"
+        "import ast, json, sys\n"
+        "from tests.test_layers import runtime_imports\n"
+        "found = runtime_imports(ast.parse(sys.argv[1]), 'speak_encoder.node.example')\n"
+        "print(json.dumps(sorted({name for name, _ in found})))\n"
     )
-    found = runtime_imports(ast.parse(code), "speak_encoder.node.example")
-    names = {name for name, _ in found}
+    names = _in_a_fresh_python(code, _LAZY)
+    assert isinstance(names, list)
     assert "speak_encoder.web.metrics" in names
     assert "speak_encoder.sources.direct_api" in names
     assert "speak_encoder.web.app" not in names
@@ -182,7 +208,7 @@ def test_the_static_check_sees_lazy_imports() -> None:
 
 _PROBE = """
 import importlib, json, sys
-for name in sys.argv[2:]:
+for name in sys.argv[1:]:
     importlib.import_module(name)
 ours = [m for m in sys.modules if m == "speak_encoder" or m.startswith("speak_encoder.")]
 print(json.dumps(sorted(ours)))
@@ -193,15 +219,7 @@ print(json.dumps(sorted(ours)))
 def test_a_layer_imports_without_the_ones_above(layer: int) -> None:
     modules = [m for m in all_modules() if layer_of(m) == layer]
     assert modules
-    done = subprocess.run(
-        [sys.executable, "-c", _PROBE, "probe", *modules],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    loaded = json.loads(done.stdout.strip().splitlines()[-1])
-    assert set(modules) <= set(loaded)
+    loaded = _in_a_fresh_python(_PROBE, *modules)
+    assert isinstance(loaded, list) and set(modules) <= set(loaded)
     above = [m for m in loaded if layer_of(m) > layer]
     assert above == [], f"importing the {LAYER_NAMES[layer]} layer loaded {above}"

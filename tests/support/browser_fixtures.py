@@ -28,7 +28,7 @@ from speak_encoder.logs import RingBufferHandler
 from speak_encoder.node.models import Job, JobState, NewJob
 from speak_encoder.service import Service
 from speak_encoder.web.app import bind_web_socket, create_web_app, serve_web
-from speak_encoder.web.dashboard import dashboard_routes
+from speak_encoder.web.dashboard import Dashboard
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -84,12 +84,12 @@ class LiveNode:
         await asyncio.to_thread(service.startup)
         service.monitor.check_interval = 1.0
         await asyncio.to_thread(service.monitor.check)
+        dashboard = Dashboard(service, ring=self.ring, stopping=self._stop.is_set, interval=0.5)
         app = create_web_app(
             service,
             stopping=self._stop.is_set,
-            routes=dashboard_routes(
-                service, ring=self.ring, stopping=self._stop.is_set, interval=0.5
-            ),
+            routes=dashboard.routes,
+            lifespan=dashboard.lifespan,
         )
         helpers = [
             asyncio.ensure_future(service.monitor.run()),

@@ -23,11 +23,13 @@ connections, so ``/health`` keeps answering while idle sockets pile up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
 from starlette.applications import Starlette
@@ -104,13 +106,17 @@ def create_web_app(
     registry: Registry = REGISTRY,
     stopping: Callable[[], bool] | None = None,
     routes: Sequence[BaseRoute] = (),
+    lifespan: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ffmpeg_version_of: Callable[[str], Awaitable[str]] = ffmpeg_version,
 ) -> Starlette:
     """The operator app over ``node`` (the running :class:`Service`).
 
     Plain Starlette, not FastAPI: three routes need no OpenAPI machinery, and an idle node
     stays ~6 MB smaller. ``stopping`` says whether shutdown began (the service's
-    ``stop.is_set``); ``routes`` are added as they are (the dashboard).
+    ``stop.is_set``); ``routes`` are added as they are (the dashboard); ``lifespan`` (the
+    dashboard's) owns the background work of those routes: it is entered when the server
+    starts and left when it stops (Starlette's lifespan, which :func:`serve_web` runs around
+    the serving).
     """
     versions: dict[str, str] = {}
 
@@ -148,7 +154,16 @@ def create_web_app(
         text = exposition(node, figures, registry=registry, ffmpeg_version=versions[ffmpeg])
         return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
+    @contextlib.asynccontextmanager
+    async def app_lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if lifespan is None:
+            yield
+            return
+        async with lifespan():
+            yield
+
     app = Starlette(
+        lifespan=app_lifespan,
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
@@ -210,7 +225,9 @@ async def serve_web(
     bound_host, bound_port = sock.getsockname()[:2]
     log.info("📊 operator server on http://%s:%s (/health /ready /metrics)", bound_host, bound_port)
     limits = getattr(app.state, "http_limits", None)
-    await asgi_server.serve_app(app, sock, stop=stop, name="operator server", limits=limits)
+    # The app's lifespan (Starlette's) around the serving: its background tasks end with it.
+    async with app.router.lifespan_context(app):
+        await asgi_server.serve_app(app, sock, stop=stop, name="operator server", limits=limits)
 
 
 __all__ = [
