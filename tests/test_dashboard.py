@@ -10,6 +10,7 @@ import asyncio
 import json
 import logging
 import re
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,11 +24,12 @@ from pydantic import SecretStr
 from speak_encoder.config import Settings
 from speak_encoder.logs import RingBufferHandler
 from speak_encoder.node.models import NewJob, SourceKind
-from speak_encoder.node.service import Service
+from speak_encoder.service import Service
+from speak_encoder.sources.gateway_protocol import PollRounds
 from speak_encoder.storage.local_store import stored_path
 from speak_encoder.testing.ipfs_node import JsIpfsNode
-from speak_encoder.web.app import create_web_app
-from speak_encoder.web.dashboard import CSP, STATIC_DIR, dashboard_routes
+from speak_encoder.web.app import bind_web_socket, create_web_app, serve_web
+from speak_encoder.web.dashboard import CSP, STATIC_DIR, Dashboard, dashboard_routes
 
 TOKEN = "dash-token-123-0123456"
 CID = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"  # the empty folder's CIDv0
@@ -354,14 +356,16 @@ def test_sources_list_enabled_sources_with_health(
     )  # fmt: skip
     node.ready = True
     now = time.time()
+    # The pollers' common shape (sources.gateway_protocol.Poller): registered + PollRounds.
+    gateway_rounds = PollRounds("gateway", 60)
+    gateway_rounds.succeeded()
     node.gateway_source = SimpleNamespace(
-        registered=True, last_ok_at=now, last_error=None, needs_update=None, latest_version=None
+        registered=True, rounds=gateway_rounds, needs_update=None, latest_version=None
     )
-    embed = SimpleNamespace(
-        registered=False,
-        last_ok_at=now - 60,
-        last_error="https://user:hunter2@gw.example/api refused: 503",
-    )
+    embed_rounds = PollRounds("embed gateway", 60)
+    embed_rounds.last_ok_at = now - 60
+    embed_rounds.failed("embed gateway", "https://user:hunter2@gw.example/api refused: 503")
+    embed = SimpleNamespace(registered=False, rounds=embed_rounds)
     monkeypatch.setattr(node, "embed_source", embed, raising=False)
     with client_for(node, ring) as client:
         answer = client.get("/api/state")
@@ -431,3 +435,35 @@ def test_outbox_retry_rearms_given_up_reports(secured: Any) -> None:
     assert answer.json()["outbox"]["given_up"] == 0 and answer.json()["outbox"]["pending"] == 2
     [due] = node.store.outbox_due()
     assert due.id == first.id and due.attempts == 0
+
+
+def test_the_ipfs_check_is_owned_by_the_server_lifespan(
+    tmp_path: Path, ring: RingBufferHandler
+) -> None:
+    """A check still running when the operator server stops is cancelled and awaited by the
+    app's lifespan: serve_web returns with no check left behind."""
+    silent = socket.create_server(("127.0.0.1", 0))  # takes connections, never answers
+    port = silent.getsockname()[1]
+    node = make_service(tmp_path, None, ipfs_api_addr=f"http://127.0.0.1:{port}")
+    dashboard = Dashboard(node, ring=ring)
+    app = create_web_app(node, routes=dashboard.routes, lifespan=dashboard.lifespan)
+
+    async def main() -> tuple[bool, bool]:
+        stop = asyncio.Event()
+        server = asyncio.create_task(
+            serve_web(app, stop=stop, sock=bind_web_socket("127.0.0.1", 0))
+        )
+        await dashboard.ipfs.refresh(wait=False)
+        during = dashboard.ipfs.checking
+        stop.set()
+        await asyncio.wait_for(server, 10)
+        return during, dashboard.ipfs.checking
+
+    try:
+        during, after = asyncio.run(main())
+    finally:
+        silent.close()
+        node.store.close()
+    assert during is True  # the check was waiting on the silent node
+    assert after is False  # the lifespan ended it with the server
+    assert dashboard.ipfs.current()["checked_at"] is None  # cancelled, not answered

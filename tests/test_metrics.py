@@ -1,7 +1,8 @@
 """Prometheus /metrics, /health and /ready of the operator server.
 
-The exposition text is checked by parsing it (a small parser of the 0.0.4 text format below,
-strict about HELP/TYPE lines, names, label escaping and histogram invariants), and the server
+The exposition text is checked by parsing it with ``prometheus_client``'s own text parser (the
+oracle: what Prometheus' client library reads is what a scraper reads), plus the invariants of
+the format (HELP/TYPE lines, counters never negative, cumulative histograms), and the server
 is scraped over real HTTP, served by :func:`serve_web` around a real node service (SQLite job
 store, monitor sample, pending-pin queue).
 """
@@ -9,19 +10,23 @@ store, monitor sample, pending-pin queue).
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import re
+import subprocess
 import sys
+import textwrap
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from speak_encoder.config import Settings
 from speak_encoder.node.models import NewJob, SourceKind
-from speak_encoder.node.service import Service
+from speak_encoder.service import Service
 from speak_encoder.web.app import bind_web_socket, create_web_app, readiness, serve_web
 from speak_encoder.web.metrics import (
     CONTENT_TYPE,
@@ -32,19 +37,14 @@ from speak_encoder.web.metrics import (
     render,
 )
 
-# --- a strict little parser of the text format ---------------------------------------------
-
-_NAME = r"[a-zA-Z_:][a-zA-Z0-9_:]*"
-_SAMPLE = re.compile(rf"^(?P<name>{_NAME})(?:\{{(?P<labels>.*)\}})? (?P<value>\S+)$")
-_LABEL = re.compile(r'\s*(?P<name>[a-zA-Z_][a-zA-Z0-9_]*)="(?P<value>(?:[^"\\]|\\.)*)"\s*(,|$)')
-_TYPES = {"counter", "gauge", "histogram", "summary", "untyped"}
+# --- the text format, read back by prometheus_client's own parser (the oracle) ----------------
 
 
 @dataclass
 class ParsedFamily:
-    name: str
-    type: str = ""
-    help: str | None = None
+    name: str  # as written (a counter keeps its ``_total``)
+    type: str
+    help: str
     samples: list[tuple[str, dict[str, str], float]] = field(default_factory=list)
 
     def value(self, **labels: str) -> float:
@@ -53,66 +53,21 @@ class ParsedFamily:
         return found[0]
 
 
-def _unescape(text: str) -> str:
-    return re.sub(r"\\(.)", lambda m: "\n" if m[1] == "n" else m[1], text)
-
-
-def _labels(text: str | None) -> dict[str, str]:
-    labels: dict[str, str] = {}
-    pos = 0
-    text = text or ""
-    while pos < len(text):
-        match = _LABEL.match(text, pos)
-        assert match, f"bad label syntax at {text[pos:]!r}"
-        assert match["name"] not in labels, f"label {match['name']} twice"
-        labels[match["name"]] = _unescape(match["value"])
-        pos = match.end()
-    return labels
-
-
-def _family_of(sample: str, families: dict[str, ParsedFamily]) -> ParsedFamily:
-    if sample in families:
-        return families[sample]
-    for suffix in ("_bucket", "_sum", "_count"):
-        base = sample.removesuffix(suffix)
-        if base != sample and base in families and families[base].type == "histogram":
-            return families[base]
-    raise AssertionError(f"sample {sample} has no TYPE line before it")
-
-
 def parse(text: str) -> dict[str, ParsedFamily]:
+    """The families of ``text`` as Prometheus' client library reads them, plus the invariants
+    the format asks of each (HELP and TYPE given, counters never negative, histograms whole)."""
     assert text.endswith("\n"), "the exposition ends with a line feed"
     families: dict[str, ParsedFamily] = {}
-    for line in text.splitlines():
-        if line.startswith("# HELP "):
-            name, _, help_text = line[7:].partition(" ")
-            assert re.fullmatch(_NAME, name)
-            family = families.setdefault(name, ParsedFamily(name))
-            assert family.help is None and not family.samples, f"HELP of {name} late or twice"
-            family.help = _unescape(help_text)
-        elif line.startswith("# TYPE "):
-            name, _, kind = line[7:].partition(" ")
-            assert kind in _TYPES, line
-            family = families.setdefault(name, ParsedFamily(name))
-            assert not family.type and not family.samples, f"TYPE of {name} late or twice"
-            family.type = kind
-        elif line.startswith("#") or not line.strip():
-            continue
-        else:
-            match = _SAMPLE.match(line)
-            assert match, f"not a sample line: {line!r}"
-            value = match["value"]
-            number = {"+Inf": math.inf, "-Inf": -math.inf, "NaN": math.nan}.get(value)
-            family = _family_of(match["name"], families)
-            family.samples.append(
-                (
-                    match["name"],
-                    _labels(match["labels"]),
-                    float(value) if number is None else number,
-                )
-            )
+    for metric in text_string_to_metric_families(text):
+        # the library names a counter without its ``_total`` (its samples keep it)
+        name = f"{metric.name}_total" if metric.type == "counter" else metric.name
+        assert name not in families, f"{name} written twice"
+        family = ParsedFamily(name, metric.type, metric.documentation)
+        family.samples = [(s.name, dict(s.labels), float(s.value)) for s in metric.samples]
+        families[name] = family
     for family in families.values():
-        assert family.type and family.help is not None, f"{family.name}: HELP and TYPE"
+        assert family.type in {"counter", "gauge", "histogram"}, f"{family.name}: TYPE"
+        assert family.help, f"{family.name}: HELP"
         if family.type == "counter":
             assert all(v >= 0 for _, _, v in family.samples), family.name
         if family.type == "histogram":
@@ -292,9 +247,10 @@ async def _scrape_and_check(service: Service, base: str, registry: Registry) -> 
     assert families["speak_encoder_stage_duration_seconds"].samples
     assert families["speak_encoder_published_bytes_total"].value(target="cluster") == 4096
     fallbacks = families["speak_encoder_hardware_fallbacks_total"]
-    if hardware is None:
-        assert fallbacks.samples == []  # the scrape did not import the pipeline
-        assert "speak_encoder.pipeline.hardware" not in sys.modules
+    counted = dict(hardware.FALLBACKS) if hardware is not None else {}
+    assert {labels["encoder"]: v for _, labels, v in fallbacks.samples} == counted
+    # the scrape did not import the pipeline (a fresh process: test_a_scrape_loads_no_pipeline)
+    assert ("speak_encoder.pipeline.hardware" in sys.modules) == (hardware is not None)
     assert families["speak_encoder_ready"].value() == 0
 
 
@@ -312,6 +268,47 @@ def test_hardware_fallbacks_are_exported(service: Service) -> None:
         run_served(service, scenario)
     finally:
         hardware.FALLBACKS["h264_vaapi"] -= 1
+
+
+_SCRAPE_IN_A_FRESH_PROCESS = textwrap.dedent(
+    """
+    import asyncio, json, sys
+    import httpx
+    from speak_encoder.config import Settings
+    from speak_encoder.service import Service
+    from speak_encoder.web.app import create_web_app
+
+    async def scrape(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as c:
+            return (await c.get("/metrics")).text
+
+    settings = Settings(data_dir=sys.argv[1], publish_targets="", ipfs_api_addr="",
+                        hardware_acceleration=False)
+    node = Service(settings)
+    node.startup()
+    text = asyncio.run(scrape(create_web_app(node)))
+    node.store.close()
+    print(json.dumps({"text": text, "loaded": sorted(m for m in sys.modules
+                                                     if m.startswith("speak_encoder.pipeline"))}))
+    """
+)
+
+
+def test_a_scrape_loads_no_pipeline(tmp_path: Path) -> None:
+    """An idle node's scrape imports no pipeline module: no hardware fallback, a small node."""
+    done = subprocess.run(
+        [sys.executable, "-c", _SCRAPE_IN_A_FRESH_PROCESS, str(tmp_path / "data")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    answer = json.loads(done.stdout.strip().splitlines()[-1])
+    assert "speak_encoder.pipeline.hardware" not in answer["loaded"]
+    fallbacks = parse(answer["text"])["speak_encoder_hardware_fallbacks_total"]
+    assert fallbacks.type == "counter" and fallbacks.samples == []
 
 
 def test_health_and_readiness(service: Service) -> None:

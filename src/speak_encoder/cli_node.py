@@ -69,7 +69,7 @@ def cmd_hardware(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
     from speak_encoder.logs import setup_from_settings
     from speak_encoder.node.lock import DataDirLock
-    from speak_encoder.node.service import Service
+    from speak_encoder.service import Service
 
     with DataDirLock(settings.data_dir):  # one node per data folder, released on any exit
         setup_from_settings(settings, verbose=args.verbose)

@@ -14,7 +14,7 @@ its encode: nobody but the node's user may read them, whatever the umask it was 
   folder of this user) — the job stops with a
   :class:`~speak_encoder.errors.ConfigError` instead of writing where another user can read,
   or swap, the files.
-* The start-up clean-up (:func:`is_stale_work_dir`, used by ``node.service.clean_work_dir``)
+* The start-up clean-up (:func:`is_stale_work_dir`, used by ``service.clean_work_dir``)
   removes only folders the node made: its naming, its owner, its marker, no process alive
   behind the marker; never a symlink, never a file, never anything else in TEMP_DIR.
 

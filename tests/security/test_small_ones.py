@@ -20,13 +20,13 @@ from pathlib import Path
 import httpx
 import pytest
 
+from speak_encoder.asgi_server import AUTH_MAX_FAILURES
 from speak_encoder.config import Settings
 from speak_encoder.errors import CidMismatch
 from speak_encoder.pipeline.fetch import fetch_source
 from speak_encoder.pipeline.source import parse_source
 from speak_encoder.testing.http_faults import FaultServer, PatternPayload
 from speak_encoder.testing.ipfs_node import free_port
-from speak_encoder.web.server import AUTH_MAX_FAILURES
 from tests.security.conftest import CLI, cli_env
 from tests.support.fetch_fixtures import payload_cid
 from tests.support.node_fixtures import NodeProcess

@@ -1,6 +1,6 @@
 """Browser tests of the dashboard: a live node (Service + operator server) and headless Chromium.
 
-* :class:`LiveNode` — a real :class:`~speak_encoder.node.service.Service` (SQLite job store,
+* :class:`LiveNode` — a real :class:`~speak_encoder.service.Service` (SQLite job store,
   scheduler running real ffmpeg encodes, memory/disk monitor) with the operator app and the
   dashboard routes served over real HTTP on ``127.0.0.1:<free port>``, all in one event loop
   of a background thread (``Service.serve`` itself installs signal handlers, which only the
@@ -26,9 +26,9 @@ import pytest
 from speak_encoder.config import Settings
 from speak_encoder.logs import RingBufferHandler
 from speak_encoder.node.models import Job, JobState, NewJob
-from speak_encoder.node.service import Service
+from speak_encoder.service import Service
 from speak_encoder.web.app import bind_web_socket, create_web_app, serve_web
-from speak_encoder.web.dashboard import dashboard_routes
+from speak_encoder.web.dashboard import Dashboard
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
@@ -84,12 +84,12 @@ class LiveNode:
         await asyncio.to_thread(service.startup)
         service.monitor.check_interval = 1.0
         await asyncio.to_thread(service.monitor.check)
+        dashboard = Dashboard(service, ring=self.ring, stopping=self._stop.is_set, interval=0.5)
         app = create_web_app(
             service,
             stopping=self._stop.is_set,
-            routes=dashboard_routes(
-                service, ring=self.ring, stopping=self._stop.is_set, interval=0.5
-            ),
+            routes=dashboard.routes,
+            lifespan=dashboard.lifespan,
         )
         helpers = [
             asyncio.ensure_future(service.monitor.run()),

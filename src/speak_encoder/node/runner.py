@@ -41,11 +41,11 @@ from speak_encoder.config import Settings
 from speak_encoder.node import children
 from speak_encoder.node.activity import Activity
 from speak_encoder.node.hooks import SourceHooks
+from speak_encoder.node.metrics import REGISTRY
 from speak_encoder.node.models import STAGES, Checkpoint, Job, OutboxEntry, SourceKind, Stage
 from speak_encoder.node.store import JobStore
 from speak_encoder.private_files import make_work_dir
 from speak_encoder.urlguard import UrlGuard
-from speak_encoder.web.metrics import REGISTRY
 
 if TYPE_CHECKING:
     from speak_encoder.pipeline.fetch import FetchProgress

@@ -6,11 +6,11 @@ the OpenAPI schema at ``/openapi.json`` (no auth: the schema is public). The Swa
 
 Every other request needs ``X-API-Key: <key>`` or ``Authorization: Bearer <key>``, compared in
 constant time with ``DIRECT_API_KEY`` (at least 16 characters); with no key configured every
-such request is refused. A client address that fails :data:`~speak_encoder.web.server.
+such request is refused. A client address that fails :data:`~speak_encoder.asgi_server.
 AUTH_MAX_FAILURES` times within a minute gets 429 (with ``Retry-After``) without its key being
 checked until the oldest failure ages out. A Host other than ``DIRECT_API_HOST``, loopback,
 ``localhost`` or ``ALLOWED_HOSTS`` gets 400; headers and bodies have read deadlines and the
-server holds at most ``HTTP_MAX_CONNECTIONS`` connections (:mod:`speak_encoder.web.server`).
+server holds at most ``HTTP_MAX_CONNECTIONS`` connections (:mod:`speak_encoder.asgi_server`).
 
 Every error — 400, 401, 404, 405, 413, 429, 500, 503 — has the §4 shape
 ``{"job_id":"","status":"failed","created_at":<ISO>,"error":<text>}``. Request bodies are
@@ -49,7 +49,7 @@ from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from speak_encoder import __version__
+from speak_encoder import __version__, asgi_server
 from speak_encoder.config import Settings
 from speak_encoder.errors import NetworkError, QueueFull, StoreUnavailable
 from speak_encoder.node.models import Job, JobState, is_job_id
@@ -64,7 +64,6 @@ from speak_encoder.sources.direct_request import (
 )
 from speak_encoder.sources.ssrf import UnsafeUrl, UrlGuard
 from speak_encoder.sources.webhooks import iso_utc
-from speak_encoder.web import server
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +325,7 @@ def create_app(
     configured = settings.direct_api_key.get_secret_value() if settings.direct_api_key else ""
     expected = configured.encode()
 
-    throttle = server.AuthThrottle()
+    throttle = asgi_server.AuthThrottle()
 
     async def require_key(
         request: Request,
@@ -337,7 +336,7 @@ def create_app(
             raise ApiError(
                 401, "the Direct API has no DIRECT_API_KEY configured: every request is refused"
             )
-        client = server.client_of(request.scope)
+        client = asgi_server.client_of(request.scope)
         wait = throttle.retry_after(client)
         if wait is not None:
             raise ApiError(
@@ -491,8 +490,8 @@ def create_app(
 
     app.add_middleware(_Edge, max_body=settings.direct_api_max_body)
     app.add_middleware(
-        server.HostGuard,
-        allowed=server.allowed_hosts(settings, settings.direct_api_host),
+        asgi_server.HostGuard,
+        allowed=asgi_server.allowed_hosts(settings, settings.direct_api_host),
         reject=lambda message: error_response(400, message),
     )
     return app
@@ -503,7 +502,7 @@ def create_app(
 
 def bind_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` (a clear :class:`ConfigError` if that fails)."""
-    return server.bind_socket(host, port, settings_names="DIRECT_API_HOST/DIRECT_API_PORT")
+    return asgi_server.bind_socket(host, port, settings_names="DIRECT_API_HOST/DIRECT_API_PORT")
 
 
 async def serve(
@@ -518,8 +517,8 @@ async def serve(
         sock = bind_socket(settings.direct_api_host, settings.direct_api_port)
     host, port = sock.getsockname()[:2]
     log.info("Direct API listening on %s:%s (OpenAPI at /openapi.json)", host, port)
-    limits = server.HttpLimits.from_settings(settings)
-    await server.serve_app(app, sock, stop=stop, name="Direct API", limits=limits)
+    limits = asgi_server.HttpLimits.from_settings(settings)
+    await asgi_server.serve_app(app, sock, stop=stop, name="Direct API", limits=limits)
 
 
 __all__ = [

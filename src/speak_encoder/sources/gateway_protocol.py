@@ -28,7 +28,7 @@ import random
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import httpx
 
@@ -345,6 +345,21 @@ class PollRounds:
         self._auth_logged = self._refused_logged = False
 
 
+class Poller(Protocol):
+    """What every gateway poller shows of itself (the legacy gateway's
+    :class:`~speak_encoder.sources.gateway.GatewaySource`, the embed gateway's
+    :class:`~speak_encoder.sources.embed.EmbedSource`): whether ``updateNode`` went through, and
+    how its rounds go. The dashboard reads these and nothing else."""
+
+    @property
+    def registered(self) -> bool:
+        """Whether the gateway took the node's ``updateNode``."""
+
+    @property
+    def rounds(self) -> PollRounds:
+        """How its poll rounds go (last success, latest error, a refusal's word)."""
+
+
 async def sleep_until(stop: asyncio.Event, seconds: float) -> bool:
     """Wait ``seconds`` or until ``stop`` is set; ``True`` if stopped."""
     if stop.is_set():
@@ -415,6 +430,8 @@ __all__ = [
     "GatewayNodeRefused",
     "GatewayNotRegistered",
     "GatewayRejected",
+    "PollRounds",
+    "Poller",
     "free_capacity",
     "is_done_answer",
     "is_not_ours_answer",

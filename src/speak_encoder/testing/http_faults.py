@@ -26,12 +26,13 @@ import hashlib
 import json
 import random
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 from urllib.parse import parse_qs, urlsplit
+
+from speak_encoder.testing.background import BackgroundServer
 
 #: Bytes written per socket write.
 WRITE_CHUNK = 64 * 1024
@@ -220,17 +221,18 @@ class _State:
     requests: list[RecordedRequest] = field(default_factory=list)
 
 
-class FaultServer:
+class FaultServer(BackgroundServer):
     """The fault-injecting server; use it as a context manager (``with FaultServer() as s``)."""
 
+    thread_name = "fault-http"
+
     def __init__(self) -> None:
+        super().__init__()
         self._state = _State()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._ready = threading.Event()
         self._stopping: asyncio.Event | None = None
         self.port = 0
 
@@ -274,43 +276,22 @@ class FaultServer:
             route = self._state.routes.get(path) or self._state.kubo.get(path)
             return route.body_bytes_sent if route else 0
 
-    # --- lifecycle ----------------------------------------------------------------------
-    def __enter__(self) -> FaultServer:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="fault-http", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fault server did not start")
-
-    def stop(self) -> None:
+    # --- lifecycle (start / stop / with: testing.background) ---------------------------
+    def _request_stop(self) -> None:
         loop, stopping = self._loop, self._stopping
         if loop is not None and stopping is not None and not loop.is_closed():
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(stopping.set)
-        if self._thread is not None:
-            self._thread.join(10)
-            self._thread = None
 
-    def _run(self) -> None:
-        asyncio.run(self._main())
+    def _serve_in_thread(self, ready: Callable[[], None]) -> None:
+        asyncio.run(self._main(ready))
 
-    async def _main(self) -> None:
+    async def _main(self, ready: Callable[[], None]) -> None:
         self._loop = asyncio.get_running_loop()
         self._stopping = asyncio.Event()
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", 0, limit=MAX_HEAD)
         self.port = self._server.sockets[0].getsockname()[1]
-        self._ready.set()
+        ready()
         await self._stopping.wait()
         self._server.close()
         for task in list(self._tasks):

@@ -19,10 +19,11 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 
 import httpx
+
+from speak_encoder.testing.background import HTTPServerInThread
 
 #: The CID the ``wrong-root`` fault reports (the empty UnixFS directory).
 WRONG_ROOT = "QmUNLLsPACCz1vLxQVkXqqLX5R1X345qqfHbsf67hvA3Nn"
@@ -89,10 +90,13 @@ class _ProxyServer(ThreadingHTTPServer):
         self.proxy = proxy
 
 
-class KuboFaultProxy:
+class KuboFaultProxy(HTTPServerInThread):
     """See the module docstring. ``with KuboFaultProxy(node.api_url, "wrong-root") as p:``."""
 
+    thread_name = "kubo-fault-proxy"
+
     def __init__(self, upstream: str, fault: str | None = None) -> None:
+        super().__init__()
         if fault not in {None, "wrong-root", "html"}:
             raise ValueError(f"unknown fault {fault!r}")
         self.upstream = upstream.rstrip("/")
@@ -100,26 +104,7 @@ class KuboFaultProxy:
         self.requests: list[str] = []
         self.hold_add = 0.0
         self.holding = threading.Event()
-        self._server = _ProxyServer(self)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.httpd = _ProxyServer(self)
 
 
 __all__ = ["HTML_PAGE", "WRONG_ROOT", "KuboFaultProxy"]

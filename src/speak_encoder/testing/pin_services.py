@@ -26,11 +26,12 @@ import time
 import uuid
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from types import TracebackType
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+
+from speak_encoder.testing.background import HTTPServerInThread
 
 #: Seconds the backing node may take to pin.
 PIN_TIMEOUT_S = 30
@@ -67,32 +68,16 @@ class _Server(ThreadingHTTPServer):
         self.service = service
 
 
-class _Service:
+class _Service(HTTPServerInThread):
     """Base: a threaded HTTP server around ``handle``."""
 
+    thread_name = "pin-service"
+
     def __init__(self, backing_api: str, *, port: int = 0) -> None:
+        super().__init__()
         self.backing_api = backing_api.rstrip("/")
         self.requests: list[tuple[str, str]] = []
-        self._server = _Server(self, port)  # port 0: a free one
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> Self:
-        self._thread.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self._server.shutdown()
-        self._server.server_close()
+        self.httpd = _Server(self, port)  # port 0: a free one
 
     def handle(
         self,

@@ -18,19 +18,16 @@ import asyncio
 import contextlib
 import socket
 import threading
-import time
 from collections import deque
-from types import TracebackType
+from collections.abc import Callable
 from typing import Any, Final, Literal, Self
 
 import uvicorn
 
+from speak_encoder.testing.background import BackgroundServer
+
 #: Seconds a ``timeout`` fault holds the request before answering.
 DEFAULT_HANG_S: Final = 60.0
-#: Seconds :meth:`ReferenceServer.start` waits for the server to accept connections.
-START_TIMEOUT_S: Final = 10.0
-#: Seconds :meth:`ReferenceServer.stop` waits for the serving thread.
-STOP_TIMEOUT_S: Final = 10.0
 #: Connections waiting to be accepted.
 LISTEN_BACKLOG: Final = 128
 
@@ -66,19 +63,30 @@ class FaultQueue:
         return None
 
 
-class ReferenceServer:
+class _Uvicorn(uvicorn.Server):
+    """uvicorn that says when it accepts connections (``on_started``)."""
+
+    on_started: Callable[[], None] | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.on_started is not None:
+            self.on_started()
+
+
+class ReferenceServer(BackgroundServer):
     """A Starlette app (``self.app``, set by the subclass) served on ``host:port``."""
 
     thread_name = "reference-server"
 
     def __init__(self, *, host: str, port: int, hang_seconds: float = DEFAULT_HANG_S) -> None:
+        super().__init__()
         self.host = host
         self.port = port
         self.hang_seconds = hang_seconds
         self.app: Any = None
         self.faults = FaultQueue()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
+        self._server: _Uvicorn | None = None
         self._socket: socket.socket | None = None
 
     @property
@@ -89,7 +97,7 @@ class ReferenceServer:
         """The next ``times`` requests of ``route`` (``"*"`` = any route) get ``fault``."""
         self.faults.add(route, fault, times)
 
-    # --- lifecycle ---------------------------------------------------------------------------
+    # --- lifecycle (start / stop / with: testing.background) ---------------------------------
 
     def _bind(self) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -100,12 +108,12 @@ class ReferenceServer:
         self.port = sock.getsockname()[1]
         return sock
 
-    def _make_server(self) -> uvicorn.Server:
+    def _make_server(self) -> _Uvicorn:
         config = uvicorn.Config(
             self.app, log_level="warning", access_log=False, timeout_graceful_shutdown=1,
             lifespan="off",
         )  # fmt: skip
-        return uvicorn.Server(config)
+        return _Uvicorn(config)
 
     def bind(self) -> Self:
         """Bind the socket now (the port is known); :meth:`start` serves on it."""
@@ -117,20 +125,18 @@ class ReferenceServer:
         """Serve on a background thread; returns once the server accepts connections."""
         self.bind()
         self._server = self._make_server()
+        return super().start()
+
+    def _serve_in_thread(self, ready: Callable[[], None]) -> None:
         server, sock = self._server, self._socket
-        assert sock is not None
+        assert server is not None and sock is not None
 
-        def serve() -> None:
-            asyncio.run(server.serve(sockets=[sock]))
+        server.on_started = ready
+        asyncio.run(server.serve(sockets=[sock]))
 
-        self._thread = threading.Thread(target=serve, name=self.thread_name, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + START_TIMEOUT_S
-        while not server.started and time.monotonic() < deadline:
-            if not self._thread.is_alive():
-                raise RuntimeError(f"the {self.thread_name} failed to start")
-            time.sleep(0.01)
-        return self
+    def _request_stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
 
     def serve_forever(self) -> None:
         """Serve in this thread until Ctrl-C."""
@@ -141,26 +147,11 @@ class ReferenceServer:
         asyncio.run(self._server.serve(sockets=[sock]))
 
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(timeout=STOP_TIMEOUT_S)
+        super().stop()
         if self._socket is not None:
             with contextlib.suppress(OSError):
                 self._socket.close()
-        self._thread = None
         self._socket = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 class AsgiServer(ReferenceServer):

@@ -1,14 +1,9 @@
-"""The operator surface: ``/health``, ``/ready``, Prometheus ``/metrics`` (and the dashboard).
+"""The operator surface: ``/health``, ``/ready``, Prometheus ``/metrics`` and the dashboard.
 
-Public names: :func:`~speak_encoder.web.app.create_web_app` and
-:func:`~speak_encoder.web.app.serve_web` (the server, :mod:`speak_encoder.web.app`), and the
-metrics :data:`~speak_encoder.web.metrics.REGISTRY` the pipeline reports to
-(:mod:`speak_encoder.web.metrics`). Importing this package loads neither FastAPI nor uvicorn:
-the pipeline can report metrics without pulling in the web server.
+A reader of the node, on top of it: :func:`~speak_encoder.web.app.create_web_app` and
+:func:`~speak_encoder.web.app.serve_web` (the server, :mod:`speak_encoder.web.app`), the
+exposition of ``/metrics`` (:mod:`speak_encoder.web.metrics`) and the dashboard
+(:mod:`speak_encoder.web.dashboard`). The metrics registry the pipeline reports to lives below,
+in :mod:`speak_encoder.node.metrics`. Importing this package loads neither Starlette nor
+uvicorn.
 """
-
-from __future__ import annotations
-
-from speak_encoder.web.metrics import REGISTRY, Registry
-
-__all__ = ["REGISTRY", "Registry"]

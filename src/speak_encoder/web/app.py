@@ -14,7 +14,7 @@ The dashboard adds its own routes through ``routes`` of :func:`create_web_app` (
 app's ``state.node``). No OpenAPI/docs pages; every answer is ``Cache-Control: no-store`` and
 ``X-Content-Type-Options: nosniff``.
 
-Hostile clients (:mod:`speak_encoder.web.server`): a request for a Host other than
+Hostile clients (:mod:`speak_encoder.asgi_server`): a request for a Host other than
 ``DASHBOARD_HOST``, loopback, ``localhost`` or ``ALLOWED_HOSTS`` gets 400 (DNS rebinding);
 headers and bodies have read deadlines and the server holds at most ``HTTP_MAX_CONNECTIONS``
 connections, so ``/health`` keeps answering while idle sockets pile up.
@@ -23,11 +23,13 @@ connections, so ``/health`` keeps answering while idle sockets pile up.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import re
 import socket
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
 from starlette.applications import Starlette
@@ -38,14 +40,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from speak_encoder import __version__
+from speak_encoder import __version__, asgi_server
+from speak_encoder.node.metrics import REGISTRY, Registry
 from speak_encoder.proc import run_capture
-from speak_encoder.web import server
 from speak_encoder.web.metrics import (
     CONTENT_TYPE,
-    REGISTRY,
     NodeLike,
-    Registry,
     StoreFigures,
     exposition,
     read_store_figures,
@@ -106,13 +106,17 @@ def create_web_app(
     registry: Registry = REGISTRY,
     stopping: Callable[[], bool] | None = None,
     routes: Sequence[BaseRoute] = (),
+    lifespan: Callable[[], AbstractAsyncContextManager[None]] | None = None,
     ffmpeg_version_of: Callable[[str], Awaitable[str]] = ffmpeg_version,
 ) -> Starlette:
     """The operator app over ``node`` (the running :class:`Service`).
 
     Plain Starlette, not FastAPI: three routes need no OpenAPI machinery, and an idle node
     stays ~6 MB smaller. ``stopping`` says whether shutdown began (the service's
-    ``stop.is_set``); ``routes`` are added as they are (the dashboard).
+    ``stop.is_set``); ``routes`` are added as they are (the dashboard); ``lifespan`` (the
+    dashboard's) owns the background work of those routes: it is entered when the server
+    starts and left when it stops (Starlette's lifespan, which :func:`serve_web` runs around
+    the serving).
     """
     versions: dict[str, str] = {}
 
@@ -150,7 +154,16 @@ def create_web_app(
         text = exposition(node, figures, registry=registry, ffmpeg_version=versions[ffmpeg])
         return PlainTextResponse(text, media_type=CONTENT_TYPE)
 
+    @contextlib.asynccontextmanager
+    async def app_lifespan(_app: Starlette) -> AsyncIterator[None]:
+        if lifespan is None:
+            yield
+            return
+        async with lifespan():
+            yield
+
     app = Starlette(
+        lifespan=app_lifespan,
         routes=[
             Route("/health", health, methods=["GET"]),
             Route("/ready", ready, methods=["GET"]),
@@ -160,13 +173,13 @@ def create_web_app(
         middleware=[
             Middleware(_SecurityHeaders),
             Middleware(
-                server.HostGuard,
-                allowed=server.allowed_hosts(node.settings, node.settings.dashboard_host),
+                asgi_server.HostGuard,
+                allowed=asgi_server.allowed_hosts(node.settings, node.settings.dashboard_host),
             ),
         ],
     )
     app.state.node = node
-    app.state.http_limits = server.HttpLimits.from_settings(node.settings)
+    app.state.http_limits = asgi_server.HttpLimits.from_settings(node.settings)
     app.state.registry = registry
     return app
 
@@ -194,7 +207,7 @@ class _SecurityHeaders:
 
 def bind_web_socket(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` (a :class:`ConfigError` naming the settings)."""
-    return server.bind_socket(host, port, settings_names="DASHBOARD_HOST/DASHBOARD_PORT")
+    return asgi_server.bind_socket(host, port, settings_names="DASHBOARD_HOST/DASHBOARD_PORT")
 
 
 async def serve_web(
@@ -212,7 +225,9 @@ async def serve_web(
     bound_host, bound_port = sock.getsockname()[:2]
     log.info("📊 operator server on http://%s:%s (/health /ready /metrics)", bound_host, bound_port)
     limits = getattr(app.state, "http_limits", None)
-    await server.serve_app(app, sock, stop=stop, name="operator server", limits=limits)
+    # The app's lifespan (Starlette's) around the serving: its background tasks end with it.
+    async with app.router.lifespan_context(app):
+        await asgi_server.serve_app(app, sock, stop=stop, name="operator server", limits=limits)
 
 
 __all__ = [

@@ -1,5 +1,8 @@
 """Serving an ASGI app inside the node's own event loop (the Direct API, the operator server).
 
+A bottom-layer module (it needs only the settings and the errors): the Direct API (a job
+source) and the operator server (``web``) both stand on it.
+
 uvicorn runs without its signal handlers (the service's lifespan owns SIGTERM/SIGINT), without
 an access log (request headers and query strings never reach a log), and on a socket bound
 before the service starts, so a taken port fails the start with a message naming the settings

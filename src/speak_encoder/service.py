@@ -8,6 +8,10 @@ scheduler (with its watchdog), the memory/disk monitor, the pending-pin retrier 
 history pruner. SIGTERM/SIGINT: stop intake, give running jobs ``SHUTDOWN_GRACE`` seconds,
 requeue the rest with their checkpoints, exit 0. A second signal cancels at once (jobs are
 requeued; even a kill -9 leaves a consistent store: the next start resumes them).
+
+The top of the program, beside the CLI: it wires the node (store, scheduler, monitor), the job
+sources (:mod:`speak_encoder.sources`) and the operator server (:mod:`speak_encoder.web`), so it
+stands above all of them (dependencies point down; ``tests/test_layers.py``).
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import signal
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from speak_encoder.config import Settings
 from speak_encoder.node.children import kill_leftovers
@@ -37,6 +41,10 @@ from speak_encoder.private_files import (
     remove_tree,
 )
 from speak_encoder.storage.pins import PINS_DB_NAME
+
+if TYPE_CHECKING:
+    from speak_encoder.sources.embed import EmbedSource
+    from speak_encoder.sources.gateway import GatewaySource
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +111,10 @@ class Service:
         self.started_at = time.time()
         self.ready = False
         self.exit_code = 0
-        #: The legacy gateway poller when enabled (the dashboard shows its update notice).
-        self.gateway_source: Any = None
-        self.embed_source: Any = None
+        #: The gateway pollers when enabled (the dashboard shows their health, and the legacy
+        #: gateway's update notice).
+        self.gateway_source: GatewaySource | None = None
+        self.embed_source: EmbedSource | None = None
         self._closers: list[Callable[[], Awaitable[None]]] = []
         self.stop = asyncio.Event()
         self._signals = 0
@@ -233,11 +242,13 @@ class Service:
         shutdown grace, and is cancelled with the other helpers at the very end.
         """
         from speak_encoder.web.app import bind_web_socket, create_web_app, serve_web
-        from speak_encoder.web.dashboard import dashboard_routes
+        from speak_encoder.web.dashboard import Dashboard
 
         sock = bind_web_socket(self.settings.dashboard_host, self.settings.dashboard_port)
-        routes = dashboard_routes(self, stopping=self.stop.is_set)
-        web = create_web_app(self, stopping=self.stop.is_set, routes=routes)
+        dashboard = Dashboard(self, stopping=self.stop.is_set)
+        web = create_web_app(
+            self, stopping=self.stop.is_set, routes=dashboard.routes, lifespan=dashboard.lifespan
+        )
         task = asyncio.ensure_future(serve_web(web, stop=asyncio.Event(), sock=sock))
         task.add_done_callback(self._source_ended)
         return task
