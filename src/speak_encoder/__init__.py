@@ -25,7 +25,7 @@ Content addressing and publishing
     :func:`speak_encoder.storage.car.write_car`, :class:`speak_encoder.storage.kubo.KuboClient`,
     :func:`speak_encoder.storage.targets.publish_folder`.
 The node service
-    :class:`speak_encoder.node.service.Service` (what ``speak-encoder run`` runs) and its job
+    :class:`speak_encoder.service.Service` (what ``speak-encoder run`` runs) and its job
     store :class:`speak_encoder.node.store.JobStore`.
 Operator surface
     :func:`speak_encoder.web.app.create_web_app` (``/health``, ``/ready``, ``/metrics``, the

@@ -7,3 +7,5 @@ exposition of ``/metrics`` (:mod:`speak_encoder.web.metrics`) and the dashboard
 in :mod:`speak_encoder.node.metrics`. Importing this package loads neither Starlette nor
 uvicorn.
 """
+
+__all__: list[str] = []
