@@ -50,6 +50,7 @@ from urllib.parse import urljoin, urlsplit, urlunsplit
 import httpx
 
 from speak_encoder import USER_AGENT
+from speak_encoder.backoff import Backoff
 from speak_encoder.config import Settings
 from speak_encoder.errors import (
     CidMismatch,
@@ -75,9 +76,8 @@ log = logging.getLogger(__name__)
 PROGRESS_INTERVAL_S = 0.25
 #: Free space is checked again after every this many bytes written.
 DISK_RECHECK_BYTES = 64 * 1024 * 1024
-#: First pause before a resume; doubles per resume up to :data:`BACKOFF_MAX_S`.
-BACKOFF_FIRST_S = 0.5
-BACKOFF_MAX_S = 5.0
+#: Pause before a resume: 0.5 s, doubling per resume up to 5 s (no jitter: one peer, one job).
+RESUME_BACKOFF = Backoff(0.5, 5.0, jitter=0.0)
 #: Redirects followed per request.
 MAX_REDIRECTS = 5
 #: Status codes of a redirect this stage follows (with a Location header).
@@ -693,7 +693,6 @@ async def _from_origin(
     single byte ends this origin at once instead of being retried.
     """
     transfer = _Transfer()
-    delay = BACKOFF_FIRST_S
     for attempt in range(settings.fetch_resumes + 1):
         received_before = sink.received
         try:
@@ -707,6 +706,7 @@ async def _from_origin(
             stuck = failover and sink.received == received_before
             if attempt >= settings.fetch_resumes or stuck:
                 raise broken.error from None
+            delay = RESUME_BACKOFF.delay(attempt + 1)
             log.info(
                 "%s; resuming at byte %d in %.1f s (%d/%d)",
                 broken.error.message,
@@ -716,7 +716,6 @@ async def _from_origin(
                 settings.fetch_resumes,
             )
             await asyncio.sleep(delay)
-            delay = min(delay * 2, BACKOFF_MAX_S)
 
 
 # --- origins of a reference ---------------------------------------------------------------

@@ -49,7 +49,7 @@ from typing import Any, Final
 import httpx
 
 from speak_encoder import __version__
-from speak_encoder import errors as error_tree
+from speak_encoder.backoff import Backoff
 from speak_encoder.config import Settings
 from speak_encoder.errors import (
     InvalidSourceReference,
@@ -138,14 +138,6 @@ def ping_figures(stage: Stage, fraction: float) -> tuple[float, float]:
     pct = max(1.0, round(start + (end - start) * fraction, 1))
     download = round(fraction * 100, 1) if stage is Stage.FETCH else 100.0
     return pct, download
-
-
-def error_is_retryable(kind: str) -> bool:
-    """Whether an error kind (an error class name) is retryable, per :mod:`speak_encoder.errors`."""
-    cls = getattr(error_tree, kind, None)
-    if isinstance(cls, type) and issubclass(cls, SpeakEncoderError):
-        return bool(cls.retryable)
-    return kind == "InternalError"  # the scheduler's "a bug" error: transient
 
 
 def fail_body(job_id: str, error: str, *, retryable: bool) -> dict[str, Any]:
@@ -392,16 +384,16 @@ class GatewayHooks:
         log.info("📮 gateway job %s: finishJob queued (%s)", job.external_id, result.get("cid"))
         self.wake_deliverer.set()
 
-    def failure_report(self, job: Job, error: str, kind: str) -> OutboxEntry | None:
+    def failure_report(self, job: Job, error: SpeakEncoderError) -> OutboxEntry | None:
         if not job.external_id:
             return None
-        payload = fail_body(job.external_id, error[:1000], retryable=error_is_retryable(kind))
+        payload = fail_body(job.external_id, error.message[:1000], retryable=error.retryable)
         return self._entry(job, KIND_FAIL, payload)
 
-    async def failed(self, job: Job, error: str, kind: str) -> None:
+    async def failed(self, job: Job, error: SpeakEncoderError) -> None:
         self._forget(job.id)
         if job.external_id:
-            log.info("📮 gateway job %s: failJob queued (%s)", job.external_id, kind)
+            log.info("📮 gateway job %s: failJob queued (%s)", job.external_id, error.kind)
             self.wake_deliverer.set()
 
     async def released(self, job: Job) -> None:
@@ -440,7 +432,7 @@ class GatewayHooks:
         except GatewayError as exc:
             failures = item.attempts + 1
             base = min(REPORT_RETRY_BASE_S, self.settings.gateway_poll_interval)
-            delay = jittered(min(REPORT_RETRY_MAX_S, base * 2 ** min(failures - 1, 20)))
+            delay = Backoff(base, REPORT_RETRY_MAX_S).delay(failures)
             give_up = failures >= REPORT_MAX_ATTEMPTS
             await asyncio.to_thread(
                 self.store.outbox_failed, item.id, error=exc.message,
@@ -718,7 +710,6 @@ __all__ = [
     "GatewayHooks",
     "GatewaySource",
     "LegacyGatewayClient",
-    "error_is_retryable",
     "fail_body",
     "ping_figures",
     "run_gateway_source",

@@ -50,7 +50,7 @@ from starlette.staticfiles import StaticFiles
 
 from speak_encoder import __version__
 from speak_encoder.config import Settings
-from speak_encoder.errors import SpeakEncoderError
+from speak_encoder.errors import JobNotFound, SpeakEncoderError
 from speak_encoder.logs import RingBufferHandler, current_ring, redact
 from speak_encoder.node.models import Job, JobState, SourceKind, is_job_id
 from speak_encoder.node.monitor import Monitor
@@ -562,7 +562,7 @@ def dashboard_routes(
             try:
                 job = await asyncio.to_thread(fn, job_id)
             except SpeakEncoderError as exc:
-                status = 404 if type(exc).__name__ == "JobNotFound" else 409
+                status = 404 if isinstance(exc, JobNotFound) else 409
                 return JSONResponse({"error": redact(str(exc))}, status_code=status)
             log.info("dashboard: %s of job %s by the operator", name, job_id)
             if name == "retry":
