@@ -41,7 +41,7 @@ import re
 import shutil
 import stat
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO
@@ -54,6 +54,7 @@ from speak_encoder.backoff import Backoff
 from speak_encoder.config import Settings
 from speak_encoder.errors import (
     CidMismatch,
+    ConfigError,
     InsufficientDisk,
     NetworkError,
     SourceNotFound,
@@ -67,6 +68,8 @@ from speak_encoder.errors import (
 from speak_encoder.pipeline.source import SourceRef
 from speak_encoder.private_files import open_private
 from speak_encoder.storage.cid import DAG_PB, RAW, SHA2_256, parse_cid
+from speak_encoder.storage.kubo import KuboClient, api_base_url
+from speak_encoder.storage.kubo_stream import opened
 from speak_encoder.storage.unixfs import FileImporter
 from speak_encoder.urlguard import PinnedUrl, UrlGuard
 
@@ -158,22 +161,16 @@ def _mb(size: int) -> str:
 
 
 def kubo_api_url(addr: str) -> str | None:
-    """Base URL of a Kubo RPC API given as a multiaddr or an http(s) URL (``None``: unusable)."""
-    addr = addr.strip()
-    if not addr:
+    """Base URL of a Kubo RPC API given as a multiaddr or an http(s) URL (``None``: unusable).
+
+    The parsing is :func:`speak_encoder.storage.kubo.api_base_url`'s (the one multiaddr parser).
+    """
+    if not addr.strip():
         return None
-    if addr.startswith(("http://", "https://")):
-        return addr.rstrip("/").removesuffix("/api/v0")
-    parts = addr.strip("/").split("/")
-    if len(parts) < 4 or parts[2] != "tcp" or not parts[3].isdigit():
+    try:
+        return api_base_url(addr)
+    except ConfigError:
         return None
-    proto, host, port = parts[0], parts[1], parts[3]
-    scheme = "https" if "https" in parts[4:] else "http"
-    if proto == "ip6":
-        host = f"[{host}]"
-    elif proto not in ("ip4", "dns", "dns4", "dns6"):
-        return None
-    return f"{scheme}://{host}:{port}"
 
 
 def _download_path(ref: SourceRef, job_dir: Path) -> Path:
@@ -198,8 +195,8 @@ def _parse_content_range(value: str | None) -> tuple[int, int | None] | None:
     return int(match.group(1)), (None if total == "*" else int(total))
 
 
-def _int_header(response: httpx.Response, name: str) -> int | None:
-    value = response.headers.get(name, "").strip()
+def _int_header(headers: Mapping[str, str], name: str) -> int | None:
+    value = headers.get(name, "").strip()
     return int(value) if value.isdigit() else None
 
 
@@ -476,16 +473,6 @@ def _build_request(
 ) -> httpx.Request:
     """The request of one hop: ``url`` (default the origin's), sent to ``pinned``'s checked
     address when given (Host header and TLS name of the original host)."""
-    if origin.kubo_cid is not None:
-        params = {"arg": origin.kubo_cid}
-        if have:
-            params["offset"] = str(have)
-        timeout = client.timeout
-        kubo_timeout = httpx.Timeout(
-            timeout.read,
-            connect=min(KUBO_CONNECT_TIMEOUT_S, timeout.connect or KUBO_CONNECT_TIMEOUT_S),
-        )
-        return client.build_request("POST", origin.url, params=params, timeout=kubo_timeout)
     headers = {"Accept-Encoding": "identity"}
     if have:
         headers["Range"] = f"bytes={have}-"
@@ -523,16 +510,12 @@ async def _send(
     url = origin.url
     for hop in range(MAX_REDIRECTS + 1):
         pinned = None
-        if guard is not None and origin.kubo_cid is None and (hop or origin.from_job):
+        if guard is not None and (hop or origin.from_job):
             pinned = await _pin_hop(guard, url, origin)
         request = _build_request(client, origin, sink.size, transfer, url=url, pinned=pinned)
         response = await client.send(request, stream=True)
         location = response.headers.get("location")
-        if (
-            origin.kubo_cid is not None
-            or response.status_code not in REDIRECT_CODES
-            or not location
-        ):
+        if response.status_code not in REDIRECT_CODES or not location:
             return response
         await response.aclose()
         try:
@@ -544,64 +527,66 @@ async def _send(
     raise SourceRejected(f"{origin.label} redirected more than {MAX_REDIRECTS} times")
 
 
-def _check_content_headers(response: httpx.Response, origin: _Origin) -> None:
-    content_type = response.headers.get("content-type", "").lower()
+def _check_content_headers(headers: Mapping[str, str], origin: _Origin) -> None:
+    content_type = headers.get("content-type", "").lower()
     if content_type.startswith("text/html"):
         raise _html_error(origin, f"Content-Type {content_type.split(';')[0]}")
-    encoding = response.headers.get("content-encoding", "identity").strip().lower()
+    encoding = headers.get("content-encoding", "identity").strip().lower()
     if encoding in _COMPRESSED:
         raise SourceRejected(
             f"{origin.label} sent a {encoding}-compressed body although none was requested"
         )
 
 
-def _validator(response: httpx.Response) -> str | None:
-    etag = str(response.headers.get("etag", ""))
+def _validator(headers: Mapping[str, str]) -> str | None:
+    etag = str(headers.get("etag", ""))
     if etag and not etag.startswith("W/"):
         return etag
-    return str(response.headers.get("last-modified", "")) or None
+    return str(headers.get("last-modified", "")) or None
 
 
 def _accept_response(
-    response: httpx.Response, origin: _Origin, sink: _Sink, transfer: _Transfer
+    status: int, headers: Mapping[str, str], origin: _Origin, sink: _Sink, transfer: _Transfer
 ) -> None:
     """Decide append/restart from the status and headers; learn the total size."""
-    if response.status_code == 206:
-        parsed = _parse_content_range(response.headers.get("content-range"))
+    if status == 206:
+        parsed = _parse_content_range(headers.get("content-range"))
         if parsed is None or parsed[0] != sink.size:
             raise UpstreamError(
                 f"{origin.label} answered a resume at byte {sink.size} with a different range "
-                f"({response.headers.get('content-range', 'no Content-Range')})"
+                f"({headers.get('content-range', 'no Content-Range')})"
             )
         transfer.total = parsed[1] if parsed[1] is not None else transfer.total
-        transfer.validator = transfer.validator or _validator(response)
+        transfer.validator = transfer.validator or _validator(headers)
         return
     if origin.kubo_cid is not None:
-        remaining = _int_header(response, "x-content-length")
+        remaining = _int_header(headers, "x-content-length")
         transfer.total = sink.size + remaining if remaining is not None else None
         return
     if sink.size:
         log.info("%s ignores Range requests: starting again from byte 0", origin.label)
         sink.reset()
-    transfer.total = _int_header(response, "content-length")
-    transfer.validator = _validator(response)
+    transfer.total = _int_header(headers, "content-length")
+    transfer.validator = _validator(headers)
 
 
-async def _watch_rate(response: httpx.Response, deadline: asyncio.Timeout, window: float) -> None:
+async def _watch_rate(
+    received: Callable[[], int], deadline: asyncio.Timeout, window: float
+) -> None:
     """Push ``deadline`` forward while at least the minimum rate keeps arriving."""
     loop = asyncio.get_running_loop()
     needed = max(1, int(MIN_RATE_BYTES_PER_S * window))
     tick = min(1.0, window / 4)
-    mark = response.num_bytes_downloaded
+    mark = received()
     while True:
         await asyncio.sleep(tick)
-        now = response.num_bytes_downloaded
+        now = received()
         if now - mark >= needed:
             mark = now
             deadline.reschedule(loop.time() + window)
 
 
-async def _pump(response: httpx.Response, origin: _Origin, sink: _Sink, chunk: int) -> None:
+async def _pump(pieces: AsyncIterator[bytes], origin: _Origin, sink: _Sink, chunk: int) -> None:
     """Copy the body to ``sink`` in ``chunk``-sized writes.
 
     Network reads are gathered in one bounded buffer; when the transfer breaks, what was
@@ -609,11 +594,11 @@ async def _pump(response: httpx.Response, origin: _Origin, sink: _Sink, chunk: i
     """
     buffer = bytearray()
     try:
-        async for data in response.aiter_bytes():
+        async for data in pieces:
             buffer += data
             if len(buffer) >= chunk:
                 _flush(buffer, origin, sink)
-    except (httpx.TransportError, asyncio.CancelledError):
+    except (httpx.TransportError, NetworkError, asyncio.CancelledError):
         with contextlib.suppress(SpeakEncoderError):  # never mask the break (or a cancel)
             _flush(buffer, origin, sink)
         raise
@@ -630,16 +615,20 @@ def _flush(buffer: bytearray, origin: _Origin, sink: _Sink) -> None:
 
 
 async def _receive(
-    response: httpx.Response, origin: _Origin, sink: _Sink, settings: Settings
+    pieces: AsyncIterator[bytes],
+    received: Callable[[], int],
+    origin: _Origin,
+    sink: _Sink,
+    settings: Settings,
 ) -> None:
     """Stream the body into ``sink``, bounded by the stall window and minimum rate."""
     window = settings.fetch_stall_timeout
     loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout_at(loop.time() + window) as deadline:
-            watcher = asyncio.create_task(_watch_rate(response, deadline, window))
+            watcher = asyncio.create_task(_watch_rate(received, deadline, window))
             try:
-                await _pump(response, origin, sink, settings.chunk_bytes)
+                await _pump(pieces, origin, sink, settings.chunk_bytes)
             finally:
                 watcher.cancel()
                 await asyncio.wait([watcher])
@@ -660,16 +649,34 @@ async def _attempt(
     try:
         code = response.status_code
         body = b"" if code in (200, 206) else await _read_error_body(response)
-        _raise_for_status(code, body, origin, sink.size)
-        _check_content_headers(response, origin)
-        _accept_response(response, origin, sink, transfer)
-        sink.total = transfer.total
-        if transfer.total is not None:
-            _check_size(transfer.total, settings, f"the source at {origin.label}")
-            _check_disk(sink.path.parent, transfer.total - sink.size, settings)
-        await _receive(response, origin, sink, settings)
+        _start_body(code, body, response.headers, origin, sink, transfer, settings)
+        pieces = response.aiter_bytes()
+        await _receive(pieces, lambda: response.num_bytes_downloaded, origin, sink, settings)
     finally:
         await response.aclose()
+    _check_complete(origin, sink, transfer)
+
+
+def _start_body(
+    code: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    origin: _Origin,
+    sink: _Sink,
+    transfer: _Transfer,
+    settings: Settings,
+) -> None:
+    """Check an answer's status and headers before its body is read (every origin)."""
+    _raise_for_status(code, body, origin, sink.size)
+    _check_content_headers(headers, origin)
+    _accept_response(code, headers, origin, sink, transfer)
+    sink.total = transfer.total
+    if transfer.total is not None:
+        _check_size(transfer.total, settings, f"the source at {origin.label}")
+        _check_disk(sink.path.parent, transfer.total - sink.size, settings)
+
+
+def _check_complete(origin: _Origin, sink: _Sink, transfer: _Transfer) -> None:
     if transfer.total is not None and sink.size < transfer.total:
         raise _Interrupted(
             NetworkError(
@@ -678,8 +685,33 @@ async def _attempt(
         )
 
 
+async def _attempt_kubo(
+    kubo: KuboClient, origin: _Origin, sink: _Sink, transfer: _Transfer, settings: Settings
+) -> None:
+    """One ``cat`` from the local node through the shared :class:`KuboClient` (its fast bulk
+    read); every connection failure is resumable (with ``offset``)."""
+    assert origin.kubo_cid is not None
+    try:
+        stream = await kubo.open_cat(
+            origin.kubo_cid, offset=sink.size, stall_timeout=settings.fetch_stall_timeout,
+            what=origin.label,
+        )  # fmt: skip
+        async with opened(stream) as answer:
+            code = answer.status
+            body = b"" if code in (200, 206) else await answer.read_some(ERROR_BODY_BYTES)
+            _start_body(code, body, answer.headers, origin, sink, transfer, settings)
+            await _receive(answer.pieces(), lambda: answer.received, origin, sink, settings)
+    except StallError:  # the shared client's IpfsTimeout: this stage's own words
+        stall = _stall(origin.label, settings.fetch_stall_timeout, sink.size)
+        raise _Interrupted(stall) from None
+    except NetworkError as exc:  # IpfsUnavailable: refused, reset, dropped mid-body
+        raise _Interrupted(exc) from None
+    _check_complete(origin, sink, transfer)
+
+
 async def _from_origin(
     client: httpx.AsyncClient,
+    kubo: KuboClient | None,
     origin: _Origin,
     sink: _Sink,
     settings: Settings,
@@ -697,7 +729,10 @@ async def _from_origin(
         received_before = sink.received
         try:
             try:
-                await _attempt(client, origin, sink, transfer, settings, guard)
+                if origin.kubo_cid is not None and kubo is not None:
+                    await _attempt_kubo(kubo, origin, sink, transfer, settings)
+                else:
+                    await _attempt(client, origin, sink, transfer, settings, guard)
                 sink.check_cid(origin.label)
                 return
             except httpx.HTTPError as exc:
@@ -727,7 +762,7 @@ def _origins(ref: SourceRef, settings: Settings) -> list[_Origin]:
     origins: list[_Origin] = []
     api = kubo_api_url(settings.ipfs_api_addr)
     if api is not None:
-        origins.append(_Origin(KUBO_LABEL, f"{api}/api/v0/cat", kubo_cid=ref.value))
+        origins.append(_Origin(KUBO_LABEL, api, kubo_cid=ref.value))
     elif settings.ipfs_api_addr.strip():
         log.warning(
             "IPFS_API_ADDR %r is not a usable multiaddr or URL: skipping the local node",
@@ -758,6 +793,20 @@ def _all_failed(ref: SourceRef, failures: list[tuple[_Origin, SpeakEncoderError]
     return type(last)(message)
 
 
+def _http_client(
+    timeout: httpx.Timeout, transport: httpx.AsyncBaseTransport | None, guard: UrlGuard | None
+) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        headers={"User-Agent": USER_AGENT},
+        follow_redirects=False,  # followed by _send, each hop checked
+        timeout=timeout,
+        transport=transport,
+        trust_env=False,
+        # A pinned connection is made for one host name: never reused for another.
+        limits=httpx.Limits(max_keepalive_connections=0 if guard is not None else None),
+    )
+
+
 async def _download(
     ref: SourceRef,
     sink: _Sink,
@@ -774,22 +823,26 @@ async def _download(
         pool=settings.fetch_connect_timeout,
     )
     failures: list[tuple[_Origin, SpeakEncoderError]] = []
-    async with httpx.AsyncClient(
-        headers={"User-Agent": USER_AGENT},
-        follow_redirects=False,  # followed by _send, each hop checked
-        timeout=timeout,
-        transport=transport,
-        trust_env=False,
-        # A pinned connection is made for one host name: never reused for another.
-        limits=httpx.Limits(max_keepalive_connections=0 if guard is not None else None),
-    ) as client:
-        for origin in _origins(ref, settings):
+    origins = _origins(ref, settings)
+    kubo_url = next((origin.url for origin in origins if origin.kubo_cid is not None), None)
+    async with contextlib.AsyncExitStack() as stack:
+        kubo = None
+        if kubo_url is not None:
+            kubo = await stack.enter_async_context(
+                KuboClient(
+                    kubo_url,
+                    connect_timeout=min(KUBO_CONNECT_TIMEOUT_S, settings.fetch_connect_timeout),
+                    transport=transport,
+                )
+            )
+        client = await stack.enter_async_context(_http_client(timeout, transport, guard))
+        for origin in origins:
             progress.origin = origin.label
             sink.expect(origin.verify_cid)
             sink.reset()
             try:
                 await _from_origin(
-                    client, origin, sink, settings, failover=ref.kind == "ipfs", guard=guard
+                    client, kubo, origin, sink, settings, failover=ref.kind == "ipfs", guard=guard
                 )
                 return origin.label
             except (SourceTooLarge, InsufficientDisk):
