@@ -65,6 +65,13 @@ from speak_encoder.errors import (
     UnsafeUrl,
     UpstreamError,
 )
+from speak_encoder.http_errors import (
+    Failure,
+    StatusClass,
+    failure_of,
+    retryable_status,
+    status_class,
+)
 from speak_encoder.pipeline.source import SourceRef
 from speak_encoder.private_files import open_private
 from speak_encoder.storage.cid import DAG_PB, RAW, SHA2_256, parse_cid
@@ -405,14 +412,15 @@ def _raise_for_status(code: int, body: bytes, origin: _Origin, have: int) -> Non
             raise SourceRejected(f"{origin.label}: the CID is a folder, not a video ({message})")
         raise UpstreamError(f"{origin.label} failed: {message}")
     where = f"{origin.label} answered HTTP {code}"
-    if code in (404, 410):
+    kind = status_class(code)
+    if kind is StatusClass.NOT_FOUND:
         raise SourceNotFound(f"{where}: the source does not exist there")
-    if code == 416:
+    if kind is StatusClass.RANGE:
         raise SourceRejected(
             f"{where} (range not satisfiable) when resuming at byte {have}: the server's "
             "file is shorter than it announced"
         )
-    if code == 429 or code >= 500:
+    if retryable_status(code):
         raise UpstreamError(f"{where}: the server is overloaded or failing, try again later")
     if 400 <= code < 500:
         raise SourceRejected(f"{where}: the server refused the request")
@@ -427,21 +435,22 @@ def _html_error(origin: _Origin, why: str) -> SourceRejected:
 def _translate(exc: httpx.HTTPError, origin: _Origin, have: int, stall_s: float) -> Exception:
     """Map an httpx exception to the error tree (:class:`_Interrupted` = resumable)."""
     label = origin.label
-    if isinstance(exc, httpx.ConnectTimeout):
+    failure = failure_of(exc)
+    if failure is Failure.CONNECT_TIMEOUT:
         return NetworkError(f"could not connect to {label}: timed out")
-    if isinstance(exc, httpx.ReadTimeout):
+    if failure is Failure.READ_TIMEOUT:
         return _Interrupted(_stall(label, stall_s, have))
-    if isinstance(exc, httpx.ConnectError):
+    if failure is Failure.CONNECT:
         return NetworkError(f"could not connect to {label}: {_short(exc, origin)}")
-    if isinstance(exc, httpx.RemoteProtocolError | httpx.ReadError):
+    if failure in (Failure.REMOTE_PROTOCOL, Failure.READ):
         why = _short(exc, origin)
         dropped = f"{label} dropped the connection after {have} bytes ({why})"
         return _Interrupted(NetworkError(dropped))
-    if isinstance(exc, httpx.TooManyRedirects):
+    if failure is Failure.TOO_MANY_REDIRECTS:
         return SourceRejected(f"{label} redirected more than {MAX_REDIRECTS} times")
-    if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+    if failure in (Failure.UNSUPPORTED_PROTOCOL, Failure.INVALID_URL):
         return SourceRejected(f"{label} redirected to an unsupported URL")
-    if isinstance(exc, httpx.DecodingError):
+    if failure is Failure.DECODING:
         return SourceRejected(f"{label} sent a body that cannot be decoded")
     detail = f"{type(exc).__name__}: {_short(exc, origin)}"
     return NetworkError(f"download from {label} failed: {detail}")

@@ -42,6 +42,13 @@ from speak_encoder.errors import (  # noqa: F401 (re-exported)
     GatewayRejected,
     UpstreamError,
 )
+from speak_encoder.http_errors import (
+    TIMEOUTS,
+    StatusClass,
+    failure_of,
+    retryable_status,
+    status_class,
+)
 
 log = logging.getLogger(__name__)
 
@@ -177,11 +184,11 @@ class GatewayHttp:
                 response = await self._http().request(method, self.url(route))
             else:
                 response = await self._http().request(method, self.url(route), json=body)
-        except httpx.TimeoutException:
-            raise GatewayError(
-                f"{route}: the gateway did not answer within {self.timeout:g} s"
-            ) from None
         except httpx.HTTPError as exc:
+            if failure_of(exc) in TIMEOUTS:
+                raise GatewayError(
+                    f"{route}: the gateway did not answer within {self.timeout:g} s"
+                ) from None
             reason = str(exc) or type(exc).__name__
             raise GatewayError(f"{route}: cannot reach the gateway ({reason})") from None
         return _answer(route, response)
@@ -246,12 +253,13 @@ def raise_for_answer(answer: GatewayAnswer) -> None:
         raise GatewayNotRegistered(
             f"{what} — the gateway no longer knows this node: registering again", status=404
         )
-    if answer.status in (401, 403):
+    kind = status_class(answer.status)
+    if kind is StatusClass.AUTH:
         raise GatewayAuthRejected(
             f"{what} — the gateway refused this node's signature ({KEY_HINT})",
             status=answer.status,
         )
-    if answer.status >= 500 or answer.status == 429 or 200 <= answer.status < 300:
+    if retryable_status(answer.status) or kind is StatusClass.SUCCESS:
         raise GatewayError(what, status=answer.status)
     raise GatewayRejected(what, status=answer.status)
 

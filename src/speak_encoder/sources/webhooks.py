@@ -62,6 +62,7 @@ from speak_encoder import USER_AGENT
 from speak_encoder.backoff import Backoff
 from speak_encoder.config import Settings
 from speak_encoder.errors import NetworkError, SpeakEncoderError, StoreUnavailable
+from speak_encoder.http_errors import retryable_status
 from speak_encoder.node.hooks import report_key
 from speak_encoder.node.models import Job, OutboxEntry, OutboxItem, Stage
 from speak_encoder.node.store import JobStore
@@ -587,7 +588,7 @@ class OutboxDeliverer:
         error = f"{host} answered HTTP {status} {response.reason_phrase}".strip()
         if 300 <= status < 400:
             return await self._record(item, error + " (redirects are not followed)", retry=False)
-        retry = status >= 500 or status in RETRY_4XX
+        retry = retryable_status(status) or status in RETRY_4XX
         return await self._record(item, error, retry=retry, retry_after=_retry_after(response))
 
     async def _record(

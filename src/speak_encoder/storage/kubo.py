@@ -46,6 +46,7 @@ from speak_encoder.errors import (
     IpfsTimeout,
     IpfsUnavailable,
 )
+from speak_encoder.http_errors import TIMEOUTS, Failure, failure_of, retryable_status
 from speak_encoder.storage.kubo_stream import BodyStream, open_direct, open_via_httpx, opened
 from speak_encoder.storage.unixfs import walk_files
 
@@ -218,7 +219,7 @@ def error_for_response(status: int, content_type: str, body: bytes, what: str) -
     text = message if message is not None else body[:300].decode(errors="replace").strip()
     if message is not None and any(marker in message.lower() for marker in _TIMEOUT_MARKERS):
         return IpfsTimeout(f"{what}: the IPFS node timed out ({message})")
-    if status in (429,) or status >= 500:
+    if retryable_status(status):
         if message is None and status == 500:
             return IpfsBadResponse(f"{what}: HTTP 500 without a Kubo error message: {text!r}")
         return IpfsApiError(
@@ -242,17 +243,19 @@ def json_object(body: bytes, what: str) -> dict[str, Any]:
 
 
 def map_transport_error(exc: httpx.HTTPError, what: str, timeouts: httpx.Timeout) -> Exception:
-    if isinstance(exc, httpx.ConnectTimeout):
+    """An httpx failure of an IPFS endpoint (:func:`speak_encoder.http_errors.failure_of`)."""
+    failure = failure_of(exc)
+    if failure is Failure.CONNECT_TIMEOUT:
         return IpfsTimeout(f"{what}: no connection within {timeouts.connect} s")
-    if isinstance(exc, httpx.WriteTimeout):
+    if failure is Failure.WRITE_TIMEOUT:
         return IpfsTimeout(
             f"{what}: upload stalled, the node accepted no byte for {timeouts.write} s"
         )
-    if isinstance(exc, httpx.ReadTimeout):
+    if failure is Failure.READ_TIMEOUT and isinstance(exc, httpx.ReadTimeout):
         return IpfsTimeout(f"{what}: no answer from the node for {timeouts.read} s")
-    if isinstance(exc, httpx.TimeoutException):
+    if failure in TIMEOUTS:
         return IpfsTimeout(f"{what}: timed out ({exc})")
-    if isinstance(exc, httpx.ConnectError):
+    if failure is Failure.CONNECT:
         return IpfsUnavailable(f"{what}: cannot connect to the IPFS node ({exc})")
     return IpfsUnavailable(
         f"{what}: connection to the IPFS node failed ({type(exc).__name__}: {exc})"
