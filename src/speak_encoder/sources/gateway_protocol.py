@@ -22,11 +22,12 @@ Errors (:class:`~speak_encoder.errors.UpstreamError`; the tree is drawn in
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
@@ -344,6 +345,31 @@ async def sleep_until(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
+async def run_poller(
+    stop: asyncio.Event,
+    cycle: Callable[[], Awaitable[float]],
+    *,
+    companion: asyncio.Task[None] | None,
+    close: Callable[[], Awaitable[None]],
+) -> None:
+    """The run loop both gateway pollers share: ``cycle()`` (one round, returning the wait
+    before the next) until ``stop``; then wait for ``companion`` (a report deliverer that ends
+    on its own or runs until cancelled); finally cancel it and ``close()`` the client."""
+    try:
+        while not stop.is_set():
+            delay = await cycle()
+            if await sleep_until(stop, delay):
+                break
+        if companion is not None:
+            await companion
+    finally:
+        if companion is not None:
+            companion.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await companion
+        await close()
+
+
 # --- small shared helpers -------------------------------------------------------------------
 
 
@@ -412,6 +438,7 @@ __all__ = [
     "json_object",
     "local_peer_id",
     "raise_for_answer",
+    "run_poller",
     "sleep_until",
 ]
 
