@@ -20,6 +20,7 @@ import pytest
 
 from speak_encoder import USER_AGENT, __version__
 from speak_encoder.config import Settings
+from speak_encoder.errors import MediaError
 from speak_encoder.node.models import Job, JobState, SourceKind, Stage
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
@@ -412,10 +413,10 @@ def test_finish_fail_reject_go_through_the_outbox_once(
             await h.source.claim(other)
             second = next(j for j in h.jobs() if j.external_id == other["id"])
             # what the scheduler stores with the failure, in the same transaction
-            report = h.hooks.failure_report(second, "not a video", "MediaError")
+            report = h.hooks.failure_report(second, MediaError("not a video"))
             assert report is not None
             h.store.outbox_put(second.id, report)
-            await h.hooks.failed(second, "not a video", "MediaError")
+            await h.hooks.failed(second, MediaError("not a video"))
             await h.hooks.deliver_due()
         finally:
             await h.close()

@@ -17,6 +17,7 @@ import pytest
 
 from speak_encoder import USER_AGENT
 from speak_encoder.config import Settings, load_settings
+from speak_encoder.errors import MediaError
 from speak_encoder.node.models import Job, JobState, OutboxEntry, SourceKind, Stage
 from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
@@ -203,7 +204,7 @@ def test_failure_webhook_is_sent_once(
     hooks = WebhookHooks(settings, store)
     error = f"ffmpeg could not decode {settings.work_dir}/{job.id}/source.mp4"
     for _ in range(2):  # the scheduler's path: the failure and its report in one transaction
-        report = hooks.failure_report(job, error, "MediaError")
+        report = hooks.failure_report(job, MediaError(error))
         store.fail(job.id, settings.node_name, error=error, kind="MediaError", report=report)
     assert store.require(job.id).state.value == "failed"
     deliverer = OutboxDeliverer(settings, store)

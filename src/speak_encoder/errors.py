@@ -35,27 +35,37 @@ node operator can act on and says whether trying again later can help::
         │       └── IpfsTimeout            connect, upload-stall or processing timeout (IPFS)
         ├── UpstreamError                  an HTTP peer answered 5xx / 429
         │   ├── IpfsApiError               a Kubo error JSON (HTTP 500 {"Message","Code","Type"})
-        │   └── IpfsBadResponse            an HTML page, broken JSON, NDJSON without a root …
+        │   ├── IpfsBadResponse            an HTML page, broken JSON, NDJSON without a root …
+        │   └── GatewayError               a 3Speak gateway failed, answered 5xx/429 or garbage
+        │       ├── GatewayAuthRejected    401/403: check ENCODER_PRIVATE_KEY
+        │       └── GatewayRejected        another 4xx                            [permanent]
+        │           ├── GatewayNotRegistered  404 "Encoder not registered": register again
+        │           └── GatewayNodeRefused    403 "Encoder is disabled or banned" (an
+        │                                     operator's decision upstream: wait long, then
+        │                                     ask again)
         ├── InsufficientDisk               not enough free space in the work directory
         ├── ResourceError                  ffmpeg killed from outside (e.g. the OOM killer)
         ├── PublishIncomplete              PUBLISH_REQUIRED not met (the failures are queued)
         ├── QueueFull                      QUEUE_MAX jobs are waiting: submit again later
         ├── StoreUnavailable               the job store (database) cannot be reached
-        ├── InternalError                  a bug: an exception outside this tree
-        └── GatewayError                   a 3Speak gateway failed, answered 5xx/429 or garbage
-            ├── GatewayAuthRejected        401/403: check ENCODER_PRIVATE_KEY
-            └── GatewayRejected            another 4xx
-                ├── GatewayNotRegistered   404 "Encoder not registered": register again
-                └── GatewayNodeRefused     403 "Encoder is disabled or banned" (an operator's
-                                           decision upstream: wait long, then ask again)
+        └── InternalError                  a bug: an exception outside this tree
+
+``[permanent]`` marks a class whose ``retryable`` is ``False`` although it sits under
+:class:`RetryableError`: a gateway's 4xx other than 401/403/429 will not succeed as it is (a
+report is given up), yet ``except GatewayError`` still catches every gateway failure. A poller
+treats its two subclasses on their own (register again; wait long). The drawing is checked
+against the classes by ``tests/test_errors.py``.
+
+This module imports nothing of speak-encoder: every layer may raise these errors.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Generic, Literal, TypeVar
 
-if TYPE_CHECKING:
-    from speak_encoder.storage.targets import PublishResult
+#: What a :class:`PublishIncomplete` carries (``storage.targets.PublishResult``; the error tree
+#: does not import the layers that raise it).
+ResultT = TypeVar("ResultT")
 
 
 class SpeakEncoderError(Exception):
@@ -219,10 +229,13 @@ class IpfsBadResponse(UpstreamError):
     """The answer is not what the API promises (an HTML error page, broken JSON …)."""
 
 
-class PublishIncomplete(RetryableError):
-    """The required publish targets did not all succeed; the failures are in the pin queue."""
+class PublishIncomplete(RetryableError, Generic[ResultT]):
+    """The required publish targets did not all succeed; the failures are in the pin queue.
 
-    def __init__(self, message: str, result: PublishResult) -> None:
+    ``result`` is the publish stage's summary (``PublishIncomplete[PublishResult]``).
+    """
+
+    def __init__(self, message: str, result: ResultT) -> None:
         super().__init__(message)
         self.result = result
 
@@ -286,6 +299,8 @@ class GatewayAuthRejected(GatewayError):
 
 class GatewayRejected(GatewayError):
     """A 4xx other than 401/403/404/429: this request will not succeed as it is."""
+
+    retryable: ClassVar[bool] = False
 
 
 class GatewayNotRegistered(GatewayRejected):

@@ -14,8 +14,10 @@ The protocol lives in the node layer because the node calls it; sources implemen
   keeps both or neither. ``None``: nothing to report.
 * :meth:`completed` runs once, after the completion and its report were stored.
 * :meth:`failure_report` builds (without sending anything) the report of a job that failed for
-  good; the scheduler stores it in the same transaction as the failure itself, so a crash can
-  never keep one without the other. ``None``: nothing to report.
+  good, from the typed error (its message, ``kind`` and ``retryable`` as
+  :mod:`speak_encoder.errors` defines them); the scheduler stores it in the same transaction
+  as the failure itself, so a crash can never keep one without the other. ``None``: nothing
+  to report.
 * :meth:`failed` runs once, after the failure and its report were stored (wake a deliverer,
   forget per-job state).
 * :meth:`released` runs when the node hands a job back on shutdown.
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
+from speak_encoder.errors import SpeakEncoderError
 from speak_encoder.node.models import Job, OutboxEntry, Stage
 
 
@@ -35,9 +38,9 @@ class SourceHooks(Protocol):
 
     async def completed(self, job: Job, result: dict[str, Any]) -> None: ...
 
-    def failure_report(self, job: Job, error: str, kind: str) -> OutboxEntry | None: ...
+    def failure_report(self, job: Job, error: SpeakEncoderError) -> OutboxEntry | None: ...
 
-    async def failed(self, job: Job, error: str, kind: str) -> None: ...
+    async def failed(self, job: Job, error: SpeakEncoderError) -> None: ...
 
     async def released(self, job: Job) -> None: ...
 

@@ -6,6 +6,7 @@ import enum
 import random
 from dataclasses import dataclass
 
+from speak_encoder.backoff import DEFAULT_JITTER, Backoff
 from speak_encoder.errors import SpeakEncoderError
 
 
@@ -22,12 +23,16 @@ class RetryDecision:
 
 
 def backoff_delay(
-    failures: int, *, base: float, cap: float, jitter: float = 0.2, rng: random.Random | None = None
+    failures: int,
+    *,
+    base: float,
+    cap: float,
+    jitter: float = DEFAULT_JITTER,
+    rng: random.Random | None = None,
 ) -> float:
-    """Exponential back-off: base × 2^(failures-1), capped, ± ``jitter`` (a fraction)."""
-    raw = min(cap, base * 2.0 ** max(0, failures - 1))
-    spread: float = (rng or random).uniform(-jitter, jitter)
-    return max(0.0, float(raw * (1 + spread)))
+    """A job's wait before its next attempt: :class:`~speak_encoder.backoff.Backoff`
+    (``base × 2^(failures-1)``, capped, ± ``jitter``)."""
+    return Backoff(base, cap, jitter).delay(failures, draw=(rng or random).random)
 
 
 def decide(

@@ -181,7 +181,7 @@ class Scheduler:
             f"the node stopped {job.interruptions} times while running this job (killed, "
             "out of memory or crashed): given up so that it cannot take the node down again"
         )
-        await self._fail(job, message, "ResourceError", count_attempt=False)
+        await self._fail(job, ResourceError(message), count_attempt=False)
         log.error("❌ job %s failed: %s", job.id, message)
         await asyncio.to_thread(shutil.rmtree, job_dir_for(self.settings, job.id), True)
         return True
@@ -323,22 +323,24 @@ class Scheduler:
     def _clean(self, run: JobRun) -> None:
         shutil.rmtree(run.job_dir, ignore_errors=True)
 
-    async def _fail(self, job: Job, message: str, kind: str, *, count_attempt: bool = True) -> None:
-        """Fail ``job`` for good, its source's failure report stored in the same transaction;
-        then tell the source."""
+    async def _fail(
+        self, job: Job, error: SpeakEncoderError, *, count_attempt: bool = True
+    ) -> None:
+        """Fail ``job`` for good, its source's failure report (built from the typed ``error``)
+        stored in the same transaction; then tell the source."""
         hooks = self.hooks.get(job.kind)
         report: OutboxEntry | None = None
         if hooks is not None:
             try:
-                report = hooks.failure_report(job, message, kind)
+                report = hooks.failure_report(job, error)
             except Exception:
                 log.exception("source hook failure_report of job %s failed", job.id)
         failed = await self._db(
-            self.store.fail, job.id, self.node, error=message, kind=kind,
+            self.store.fail, job.id, self.node, error=error.message, kind=error.kind,
             count_attempt=count_attempt, report=report,
         )  # fmt: skip
         if failed:
-            await self._notify(job, "failed", message, kind)
+            await self._notify(job, "failed", error)
 
     async def _after_success(self, run: JobRun, result: dict[str, Any]) -> None:
         """Complete the job, its source's completion report stored in the same transaction;
@@ -403,7 +405,7 @@ class Scheduler:
             if isinstance(error, InsufficientDisk | ResourceError):
                 self.wake()
             return
-        await self._fail(job, error.message, error.kind)
+        await self._fail(job, error)
         self.stats["failed"] += 1
         log.error("❌ job %s failed: %s (%s)", job.id, error.message, decision.reason)
         await asyncio.to_thread(self._clean, run)

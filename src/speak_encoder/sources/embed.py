@@ -32,7 +32,6 @@ newest ``webhook_url``/``api_key``, and a job already complete reports once more
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from typing import Any
 
@@ -57,7 +56,7 @@ from speak_encoder.sources.gateway_protocol import (
     jittered,
     local_peer_id,
     read_update_notice,
-    sleep_until,
+    run_poller,
 )
 from speak_encoder.sources.ssrf import UnsafeUrl, check_public_url
 from speak_encoder.sources.webhooks import OutboxDeliverer, WebhookHooks
@@ -120,19 +119,7 @@ class EmbedSource:
         )
         log.info("🌐 embed gateway %s: polling as %s", self.client.http.base_url,
                  self.identity.did)  # fmt: skip
-        try:
-            while not stop.is_set():
-                delay = await self.cycle()
-                if await sleep_until(stop, delay):
-                    break
-            if deliver is not None:
-                await deliver
-        finally:
-            if deliver is not None:
-                deliver.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await deliver
-            await self.client.aclose()
+        await run_poller(stop, self.cycle, companion=deliver, close=self.client.aclose)
 
     async def cycle(self) -> float:
         """One round (register if needed, heartbeat, myJob); returns the wait before the next."""

@@ -8,31 +8,33 @@
 * Callers turn answers into decisions with :func:`raise_for_answer` (the error tree below),
   :func:`is_race_answer` (someone else got the job: skip silently), :func:`is_done_answer` (a
   5xx that means "already finished") and :func:`is_not_ours_answer`.
-* :class:`Backoff` and :func:`jittered` give the waits: gateway errors are retried with
-  exponential back-off and jitter, never a crash.
+* :class:`PollRounds` gives a poller's waits (:class:`~speak_encoder.backoff.Backoff`):
+  gateway errors are retried with exponential back-off and jitter, never a crash.
 
-Errors (all :class:`~speak_encoder.errors.UpstreamError`, i.e. retryable)::
+Errors (:class:`~speak_encoder.errors.UpstreamError`; the tree is drawn in
+:mod:`speak_encoder.errors`)::
 
     GatewayError              a gateway did not answer, answered 5xx/429 or something unreadable
     ├── GatewayAuthRejected   401/403: the gateway refused our signature (check ENCODER_PRIVATE_KEY)
-    └── GatewayRejected       another 4xx: this request will not succeed as it is
+    └── GatewayRejected       another 4xx: will not succeed as it is (``retryable`` is False)
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
-import random
 import time
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
 import httpx
 
 from speak_encoder import USER_AGENT, __version__
+from speak_encoder.backoff import DEFAULT_JITTER, Backoff, jittered
 from speak_encoder.errors import (  # noqa: F401 (re-exported)
     GatewayAuthRejected,
     GatewayError,
@@ -40,6 +42,13 @@ from speak_encoder.errors import (  # noqa: F401 (re-exported)
     GatewayNotRegistered,
     GatewayRejected,
     UpstreamError,
+)
+from speak_encoder.http_errors import (
+    TIMEOUTS,
+    StatusClass,
+    failure_of,
+    retryable_status,
+    status_class,
 )
 
 log = logging.getLogger(__name__)
@@ -62,7 +71,7 @@ NOT_OURS_WORDS: Final = ("not assigned", "another", "not your", "not owned", "re
 #: Characters of a non-JSON body kept for messages (never a whole HTML page in a log).
 TEXT_KEPT: Final = 200
 #: Spread of the jitter applied to every wait (± 20 %).
-JITTER: Final = 0.2
+JITTER: Final = DEFAULT_JITTER
 #: The hint every log line about a refused signature carries.
 KEY_HINT: Final = "check ENCODER_PRIVATE_KEY"
 #: Words of a 404 meaning "this gateway does not know the node" / a 403 meaning "disabled or
@@ -176,11 +185,11 @@ class GatewayHttp:
                 response = await self._http().request(method, self.url(route))
             else:
                 response = await self._http().request(method, self.url(route), json=body)
-        except httpx.TimeoutException:
-            raise GatewayError(
-                f"{route}: the gateway did not answer within {self.timeout:g} s"
-            ) from None
         except httpx.HTTPError as exc:
+            if failure_of(exc) in TIMEOUTS:
+                raise GatewayError(
+                    f"{route}: the gateway did not answer within {self.timeout:g} s"
+                ) from None
             reason = str(exc) or type(exc).__name__
             raise GatewayError(f"{route}: cannot reach the gateway ({reason})") from None
         return _answer(route, response)
@@ -245,12 +254,13 @@ def raise_for_answer(answer: GatewayAnswer) -> None:
         raise GatewayNotRegistered(
             f"{what} — the gateway no longer knows this node: registering again", status=404
         )
-    if answer.status in (401, 403):
+    kind = status_class(answer.status)
+    if kind is StatusClass.AUTH:
         raise GatewayAuthRejected(
             f"{what} — the gateway refused this node's signature ({KEY_HINT})",
             status=answer.status,
         )
-    if answer.status >= 500 or answer.status == 429 or 200 <= answer.status < 300:
+    if retryable_status(answer.status) or kind is StatusClass.SUCCESS:
         raise GatewayError(what, status=answer.status)
     raise GatewayRejected(what, status=answer.status)
 
@@ -270,28 +280,6 @@ def json_object(answer: GatewayAnswer) -> dict[str, Any]:
 # --- waits --------------------------------------------------------------------------------
 
 
-def jittered(seconds: float, spread: float = JITTER) -> float:
-    """``seconds`` ± ``spread`` (a fraction), never negative."""
-    return max(0.0, seconds * (1 + random.uniform(-spread, spread)))  # noqa: S311 - not crypto
-
-
-class Backoff:
-    """Exponential back-off with jitter: ``base × 2^(failures-1)``, capped; :meth:`reset` on
-    success."""
-
-    def __init__(self, base: float, cap: float) -> None:
-        self.base = base
-        self.cap = max(base, cap)
-        self.failures = 0
-
-    def next_delay(self) -> float:
-        self.failures += 1
-        return jittered(min(self.cap, self.base * 2 ** min(self.failures - 1, 30)))
-
-    def reset(self) -> None:
-        self.failures = 0
-
-
 #: Longest wait between two poll rounds after repeated errors (seconds).
 BACKOFF_MAX_S: Final = 600.0
 
@@ -302,7 +290,8 @@ class PollRounds:
 
     def __init__(self, gateway: str, interval: float) -> None:
         self.gateway = gateway
-        self.backoff = Backoff(interval, max(interval, min(BACKOFF_MAX_S, interval * 16)))
+        cap = max(interval, min(BACKOFF_MAX_S, interval * 16))
+        self.backoff = Backoff(interval, cap, JITTER).counter()
         self.last_ok_at: float | None = None
         self.last_error: str | None = None
         #: A word for the dashboard when the gateway refuses the node itself (else ``None``).
@@ -371,6 +360,31 @@ async def sleep_until(stop: asyncio.Event, seconds: float) -> bool:
     return True
 
 
+async def run_poller(
+    stop: asyncio.Event,
+    cycle: Callable[[], Awaitable[float]],
+    *,
+    companion: asyncio.Task[None] | None,
+    close: Callable[[], Awaitable[None]],
+) -> None:
+    """The run loop both gateway pollers share: ``cycle()`` (one round, returning the wait
+    before the next) until ``stop``; then wait for ``companion`` (a report deliverer that ends
+    on its own or runs until cancelled); finally cancel it and ``close()`` the client."""
+    try:
+        while not stop.is_set():
+            delay = await cycle()
+            if await sleep_until(stop, delay):
+                break
+        if companion is not None:
+            await companion
+    finally:
+        if companion is not None:
+            companion.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await companion
+        await close()
+
+
 # --- small shared helpers -------------------------------------------------------------------
 
 
@@ -422,7 +436,6 @@ __all__ = [
     "KEY_HINT",
     "RACE_WORDS",
     "ROUTE_PREFIX",
-    "Backoff",
     "GatewayAnswer",
     "GatewayAuthRejected",
     "GatewayError",
@@ -442,6 +455,7 @@ __all__ = [
     "json_object",
     "local_peer_id",
     "raise_for_answer",
+    "run_poller",
     "sleep_until",
 ]
 

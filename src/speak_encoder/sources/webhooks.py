@@ -59,8 +59,10 @@ from urllib.parse import urlsplit
 import httpx
 
 from speak_encoder import USER_AGENT
+from speak_encoder.backoff import Backoff
 from speak_encoder.config import Settings
-from speak_encoder.errors import NetworkError, StoreUnavailable
+from speak_encoder.errors import NetworkError, SpeakEncoderError, StoreUnavailable
+from speak_encoder.http_errors import retryable_status
 from speak_encoder.node.hooks import report_key
 from speak_encoder.node.models import Job, OutboxEntry, OutboxItem, Stage
 from speak_encoder.node.store import JobStore
@@ -406,16 +408,16 @@ class WebhookHooks:
             log.info("🔔 job %s: completion webhook queued", job.id)
             self._notify()
 
-    def failure_report(self, job: Job, error: str, kind: str) -> OutboxEntry | None:
+    def failure_report(self, job: Job, error: SpeakEncoderError) -> OutboxEntry | None:
         if not job.request.get("webhook_url"):
             return None
-        body = failure_body(job, error, self.settings, now=self.wall_clock())
+        body = failure_body(job, error.message, self.settings, now=self.wall_clock())
         return self._entry(job, body, "failed")
 
-    async def failed(self, job: Job, error: str, kind: str) -> None:
+    async def failed(self, job: Job, error: SpeakEncoderError) -> None:
         self.throttle.forget(job.id)
         if job.request.get("webhook_url"):
-            log.info("🔔 job %s: failure webhook queued (%s)", job.id, kind)
+            log.info("🔔 job %s: failure webhook queued (%s)", job.id, error.kind)
             self._notify()
 
     async def released(self, job: Job) -> None:
@@ -479,9 +481,10 @@ class OutboxDeliverer:
 
     def backoff(self, failures: int) -> float:
         """Seconds before the next attempt after ``failures`` failed deliveries (≥ 1)."""
-        base = self.settings.webhook_retry_base * 2.0 ** max(0, failures - 1)
-        delay = min(base, self.settings.webhook_retry_max)
-        return float(delay * (1 - DELIVERY_JITTER + 2 * DELIVERY_JITTER * self.jitter()))
+        policy = Backoff(
+            self.settings.webhook_retry_base, self.settings.webhook_retry_max, DELIVERY_JITTER
+        )
+        return policy.delay(failures, draw=self.jitter)
 
     async def _claim(self, limit: int) -> list[OutboxItem]:
         return await asyncio.to_thread(
@@ -585,7 +588,7 @@ class OutboxDeliverer:
         error = f"{host} answered HTTP {status} {response.reason_phrase}".strip()
         if 300 <= status < 400:
             return await self._record(item, error + " (redirects are not followed)", retry=False)
-        retry = status >= 500 or status in RETRY_4XX
+        retry = retryable_status(status) or status in RETRY_4XX
         return await self._record(item, error, retry=retry, retry_after=_retry_after(response))
 
     async def _record(

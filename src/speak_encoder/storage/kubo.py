@@ -7,7 +7,10 @@
   ``chunk_bytes`` pieces, and the exact ``Content-Length`` is computed beforehand (proxies in
   front of hot nodes want it). Memory is bounded whatever the folder size.
 * ``cat`` streams to a file, resumable with ``offset``, abandoned after ``stall_timeout``
-  seconds without a byte.
+  seconds without a byte. Its body is read by :mod:`~speak_encoder.storage.kubo_stream` (one
+  HTTP/1.1 connection per body, chunked framing decoded per chunk, not per 64 KiB event):
+  :meth:`KuboClient.open_cat` gives the open answer to callers that write it themselves (the
+  fetch stage).
 * Three separate timeouts: ``connect``; ``upload_stall`` (the peer accepts no byte of the body
   for that long); ``processing`` (no answer once the body is sent: DAG writes, pinning).
 * Errors are translated at this boundary (see :mod:`speak_encoder.errors`): a Kubo
@@ -32,6 +35,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from speak_encoder import USER_AGENT
 from speak_encoder.config import Settings
 from speak_encoder.errors import (
     CidMismatch,
@@ -42,6 +46,8 @@ from speak_encoder.errors import (
     IpfsTimeout,
     IpfsUnavailable,
 )
+from speak_encoder.http_errors import TIMEOUTS, Failure, failure_of, retryable_status
+from speak_encoder.storage.kubo_stream import BodyStream, open_direct, open_via_httpx, opened
 from speak_encoder.storage.unixfs import walk_files
 
 #: ``on_progress(bytes_done, bytes_total)`` during uploads and downloads.
@@ -51,6 +57,8 @@ ProgressCallback = Callable[[int, int], None]
 DEFAULT_IO_CHUNK = 1024 * 1024
 #: Seconds of a small RPC call (id, version, pin/ls …) once connected.
 DEFAULT_CALL_TIMEOUT_S = 60.0
+#: Bytes of an error answer read to explain it (a Kubo error JSON, a proxy page).
+ERROR_BODY_BYTES = 64 * 1024
 #: Messages by which Kubo / js-ipfs say a request ran out of time.
 _TIMEOUT_MARKERS = ("request timed out", "context deadline exceeded", "timeout")
 
@@ -211,7 +219,7 @@ def error_for_response(status: int, content_type: str, body: bytes, what: str) -
     text = message if message is not None else body[:300].decode(errors="replace").strip()
     if message is not None and any(marker in message.lower() for marker in _TIMEOUT_MARKERS):
         return IpfsTimeout(f"{what}: the IPFS node timed out ({message})")
-    if status in (429,) or status >= 500:
+    if retryable_status(status):
         if message is None and status == 500:
             return IpfsBadResponse(f"{what}: HTTP 500 without a Kubo error message: {text!r}")
         return IpfsApiError(
@@ -235,17 +243,19 @@ def json_object(body: bytes, what: str) -> dict[str, Any]:
 
 
 def map_transport_error(exc: httpx.HTTPError, what: str, timeouts: httpx.Timeout) -> Exception:
-    if isinstance(exc, httpx.ConnectTimeout):
+    """An httpx failure of an IPFS endpoint (:func:`speak_encoder.http_errors.failure_of`)."""
+    failure = failure_of(exc)
+    if failure is Failure.CONNECT_TIMEOUT:
         return IpfsTimeout(f"{what}: no connection within {timeouts.connect} s")
-    if isinstance(exc, httpx.WriteTimeout):
+    if failure is Failure.WRITE_TIMEOUT:
         return IpfsTimeout(
             f"{what}: upload stalled, the node accepted no byte for {timeouts.write} s"
         )
-    if isinstance(exc, httpx.ReadTimeout):
+    if failure is Failure.READ_TIMEOUT and isinstance(exc, httpx.ReadTimeout):
         return IpfsTimeout(f"{what}: no answer from the node for {timeouts.read} s")
-    if isinstance(exc, httpx.TimeoutException):
+    if failure in TIMEOUTS:
         return IpfsTimeout(f"{what}: timed out ({exc})")
-    if isinstance(exc, httpx.ConnectError):
+    if failure is Failure.CONNECT:
         return IpfsUnavailable(f"{what}: cannot connect to the IPFS node ({exc})")
     return IpfsUnavailable(
         f"{what}: connection to the IPFS node failed ({type(exc).__name__}: {exc})"
@@ -273,13 +283,9 @@ class KuboClient:
         self.processing_timeout = processing_timeout
         self.call_timeout = call_timeout
         self.chunk_bytes = chunk_bytes
-        self._client = httpx.AsyncClient(
-            base_url=self.base_url,
-            headers=dict(headers or {}),
-            timeout=self._timeouts(call_timeout),
-            transport=transport,
-            follow_redirects=False,
-        )
+        self._headers = dict(headers or {})
+        self._transport = transport
+        self._http: httpx.AsyncClient | None = None  # made on first use (see _client)
 
     @classmethod
     def from_settings(cls, settings: Settings, address: str | None = None) -> KuboClient:
@@ -299,8 +305,23 @@ class KuboClient:
             pool=self.connect_timeout,
         )
 
+    @property
+    def _client(self) -> httpx.AsyncClient:
+        """The httpx client of the RPC calls, made on first use: a ``cat`` never pays for its
+        TLS context (a tenth of a second)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(
+                base_url=self.base_url,
+                headers=self._headers,
+                timeout=self._timeouts(self.call_timeout),
+                transport=self._transport,
+                follow_redirects=False,
+            )
+        return self._http
+
     async def aclose(self) -> None:
-        await self._client.aclose()
+        if self._http is not None:
+            await self._http.aclose()
 
     async def __aenter__(self) -> KuboClient:
         return self
@@ -444,6 +465,37 @@ class KuboClient:
             return None
         return AddedEntry(str(data.get("Name", "")), str(data["Hash"]), _as_int(data.get("Size")))
 
+    async def open_cat(
+        self,
+        cid: str,
+        *,
+        offset: int = 0,
+        stall_timeout: float = 60.0,
+        connect_timeout: float | None = None,
+        what: str | None = None,
+    ) -> BodyStream:
+        """Send ``cat`` of ``cid`` (from byte ``offset``); the answer, status and headers read.
+
+        The caller checks the status and reads the body (:class:`~speak_encoder.storage.
+        kubo_stream.BodyStream`), then closes it (``async with opened(stream)``). ``what`` names
+        the node in messages (default: its URL and the command).
+        """
+        params = {"arg": cid}
+        if offset:
+            params["offset"] = str(offset)
+        label = what or f"{self.base_url} cat {cid}"
+        connect = self.connect_timeout if connect_timeout is None else connect_timeout
+        url = f"{self.base_url}/api/v0/cat"
+        if self._transport is not None:
+            return await open_via_httpx(
+                self._client, url, params, what=label, connect_timeout=connect,
+                stall_timeout=stall_timeout,
+            )  # fmt: skip
+        return await open_direct(
+            url, params, headers={**self._headers, "User-Agent": USER_AGENT}, what=label,
+            connect_timeout=connect, stall_timeout=stall_timeout,
+        )  # fmt: skip
+
     async def cat(
         self,
         cid: str,
@@ -459,40 +511,33 @@ class KuboClient:
         first ``offset`` bytes already in ``dest``. A stall of ``stall_timeout`` seconds (also
         waiting for the first byte: an unknown CID) raises :class:`IpfsTimeout`.
         """
-        params = {"arg": cid}
-        if offset:
-            params["offset"] = str(offset)
         what = f"{self.base_url} cat {cid}"
-        timeouts = self._timeouts(stall_timeout)
         written = offset
         mode = "r+b" if offset else "wb"
         if offset and (not dest.exists() or dest.stat().st_size < offset):
             raise IpfsRequestRejected(f"{what}: cannot resume at {offset}: {dest} is shorter")
-        try:
-            async with self._client.stream(
-                "POST", "/api/v0/cat", params=params, timeout=timeouts
-            ) as response:
-                content_type = response.headers.get("content-type", "")
-                if response.status_code != 200:
-                    raise error_for_response(
-                        response.status_code, content_type, await response.aread(), what
-                    )
-                if "text/html" in content_type:
-                    raise IpfsBadResponse(f"{what}: an HTML page instead of the content")
-                total = _as_int(response.headers.get("x-content-length")) or 0
-                with open(dest, mode) as out:
-                    out.seek(offset)
-                    out.truncate()
-                    async for chunk in response.aiter_raw(self.chunk_bytes):
-                        out.write(chunk)
-                        written += len(chunk)
-                        if on_progress is not None:
-                            on_progress(written, total or written)
-                trailer_error = response.headers.get("x-stream-error")
-                if trailer_error:
-                    raise IpfsApiError(f"{what}: the node aborted the stream: {trailer_error}")
-        except httpx.HTTPError as exc:
-            raise map_transport_error(exc, what, timeouts) from None
+        stream = await self.open_cat(cid, offset=offset, stall_timeout=stall_timeout)
+        async with opened(stream) as answer:
+            content_type = answer.headers.get("content-type", "")
+            if answer.status != 200:
+                body = await answer.read_some(ERROR_BODY_BYTES)
+                raise error_for_response(answer.status, content_type, body, what)
+            if "text/html" in content_type:
+                raise IpfsBadResponse(f"{what}: an HTML page instead of the content")
+            total = _as_int(answer.headers.get("x-content-length")) or 0
+            with open(dest, mode) as out:
+                out.seek(offset)
+                out.truncate()
+                async for piece in answer.pieces():
+                    out.write(piece)
+                    written += len(piece)
+                    if on_progress is not None:
+                        on_progress(written, total or written)
+            trailer_error = answer.trailers.get("x-stream-error") or answer.headers.get(
+                "x-stream-error"
+            )
+            if trailer_error:
+                raise IpfsApiError(f"{what}: the node aborted the stream: {trailer_error}")
         return written
 
     async def pin_add(self, cid: str, *, timeout: float | None = None) -> None:

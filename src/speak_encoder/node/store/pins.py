@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, select, update
 from sqlalchemy.dialects import sqlite
 
+from speak_encoder.backoff import Backoff
 from speak_encoder.node.store.engine import StoreBase, now_or
 from speak_encoder.node.store.schema import PIN_DONE, PIN_EXPIRED, PIN_PENDING, PIN_STATES, pins
 from speak_encoder.storage.pins import PendingPin
@@ -60,7 +61,8 @@ def _pin(row: Any) -> PendingPin:
 
 
 def _backoff(attempts: int, base: float, cap: float) -> float:
-    return float(min(cap, base * 2 ** max(0, attempts - 1)))
+    """Seconds until the next try of a pin after ``attempts`` (a stored due time: no jitter)."""
+    return Backoff(base, cap, jitter=0.0).ceiling(attempts)
 
 
 class PinQueries(StoreBase):
