@@ -3,7 +3,7 @@
 The layers, bottom to top (a module may import its own layer and the ones below)::
 
     0 core      errors, config and the small helpers every part stands on (logs, proc,
-                private_files, urlguard, asgi_server, the package itself)
+                private_files, urlguard, asgi_server, backoff, http_errors, the package)
     1 media     pipeline, storage
     2 node      the job store, scheduler, runner, monitor, metrics registry
     3 sources   the job sources (Direct API, gateway, embed, webhooks)
@@ -47,6 +47,8 @@ LAYERS: dict[str, int] = {
     "private_files": 0,
     "urlguard": 0,
     "asgi_server": 0,
+    "backoff": 0,
+    "http_errors": 0,
     "pipeline": 1,
     "storage": 1,
     "node": 2,

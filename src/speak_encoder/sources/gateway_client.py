@@ -1,4 +1,4 @@
-"""The legacy 3Speak gateway's routes (protocols.md §2), one method each.
+"""The legacy 3Speak gateway's routes (docs/protocols.md §2), one method each.
 
 :class:`LegacyGatewayClient` sends ``updateNode``, ``getJob``, ``myJob``, ``acceptJob``,
 ``jobstatus/{id}``, ``pingJob``, ``finishJob``, ``failJob``, ``rejectJob``, ``heartbeat`` and

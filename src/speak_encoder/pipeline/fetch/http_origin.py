@@ -331,3 +331,13 @@ def _accept_response(
         sink.reset()
     transfer.total = _int_header(headers, "content-length")
     transfer.validator = _validator(headers)
+
+
+__all__ = [
+    "ERROR_BODY_BYTES",
+    "MAX_REDIRECTS",
+    "REDIRECT_CODES",
+    "REFUSED_HOP",
+    "UNRESOLVED_HOP",
+    "redact_url",
+]

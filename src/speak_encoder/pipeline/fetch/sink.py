@@ -288,3 +288,13 @@ async def _local_file(path: Path, settings: Settings, progress: _Progress) -> Fe
     _check_size(size, settings, f"the source file {path.name}")
     progress.update(size, expected, force=True)
     return FetchedSource(path, size, digest.hexdigest(), progress.origin)
+
+
+__all__ = [
+    "DISK_RECHECK_BYTES",
+    "HASH_SLICE_BYTES",
+    "PROGRESS_INTERVAL_S",
+    "SOURCE_BASENAME",
+    "FetchProgress",
+    "FetchedSource",
+]

@@ -229,3 +229,6 @@ async def _from_origin(
                 settings.fetch_resumes,
             )
             await asyncio.sleep(delay)
+
+
+__all__ = ["MIN_RATE_BYTES_PER_S", "RESUME_BACKOFF"]

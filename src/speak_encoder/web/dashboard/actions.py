@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from speak_encoder.errors import SpeakEncoderError
+from speak_encoder.errors import JobNotFound, SpeakEncoderError
 from speak_encoder.logs import redact
 from speak_encoder.node.models import Job, is_job_id
 from speak_encoder.web.dashboard.auth import OperatorAuth
@@ -27,16 +27,10 @@ from speak_encoder.web.dashboard.public import public_job
 log = logging.getLogger("speak_encoder.web.dashboard")
 
 
-# --- error status by class name (kept as this one function: the error tree is being reworked) --
-
-
 def job_action_error_status(exc: SpeakEncoderError) -> int:
     """The HTTP status of a refused job action: 404 for a job the store does not know, else
-    409. Decided by the error's class name."""
-    return 404 if type(exc).__name__ == "JobNotFound" else 409
-
-
-# ------------------------------------------------------------------------------------------------
+    409."""
+    return 404 if isinstance(exc, JobNotFound) else 409
 
 
 class Actions:
