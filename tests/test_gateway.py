@@ -563,7 +563,9 @@ def test_kill9_mid_encode_resumes_without_second_accept_or_finish(
         _wait(lambda: gw.job(offered["id"]).status == "complete", "finishJob", node)
         job = _wait(lambda: (j := _local_job(node)) and j.state is JobState.COMPLETE and j,
                     "local completion", node)  # fmt: skip
-        time.sleep(1.5)  # a few more poll rounds: nothing is claimed or finished again
+        # three more poll rounds after the completion: nothing is claimed or finished again
+        rounds = len(gw.calls("getJob"))
+        _wait(lambda: len(gw.calls("getJob")) >= rounds + 3, "three more poll rounds", node)
     assert len(gw.calls("acceptJob")) == 1
     [finish] = gw.calls("finishJob")
     assert finish.payload == {"job_id": offered["id"], "output": {"cid": job.result["cid"]}}  # type: ignore[index]

@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import itertools
 import json
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -84,7 +83,7 @@ def test_failure_webhook_once_after_the_last_attempt(
     job_id = str(submit(api, cid, webhook_receiver.hook_url("fail"))["job_id"])
     node.wait_for(job_id, lambda j: j.state is JobState.FAILED, what="failure")
     webhook_receiver.wait_for(1, progress=False, timeout=30)
-    time.sleep(2)
+    node.wait_reports_settled(1)  # recorded as delivered: it is never sent again
     failures = webhook_receiver.received(progress=False)
     assert len(failures) == 1
     body = failures[0].json()
@@ -109,7 +108,7 @@ def test_outbox_survives_kill9_between_publish_and_delivery(
     webhook_receiver.script()  # the receiver is back
     node.start()
     webhook_receiver.wait_for(2, progress=False, timeout=60)
-    time.sleep(2)
+    node.wait_reports_settled(1)  # recorded as delivered: it is never sent again
     delivered = [
         r for r in webhook_receiver.received(progress=False) if r.json()["status"] == "complete"
     ]

@@ -128,6 +128,23 @@ class NodeProcess:
         work = Path(self.env["TEMP_DIR"])
         return sorted(p.name for p in work.iterdir()) if work.is_dir() else []
 
+    def wait_reports_settled(self, delivered: int, timeout: float = 60) -> None:
+        """Wait until the store records ``delivered`` final reports as delivered and none
+        pending: from then on a report is never sent again (the positive event that replaces
+        "wait and see that nothing more arrives")."""
+        deadline = time.monotonic() + timeout
+        counts: dict[str, int] = {}
+        while time.monotonic() < deadline:
+            store = self.store()
+            try:
+                counts = store.outbox_counts()
+            finally:
+                store.close()
+            if counts["pending"] == 0 and counts["delivered"] >= delivered:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"reports not settled after {timeout:.0f} s: {counts}")
+
     def store_entries(self) -> list[str]:
         store = self.data_dir / "store"
         return (
