@@ -259,10 +259,12 @@ def test_no_progress_report_follows_the_final_one_to_a_slow_receiver(
 ) -> None:  # fmt: skip
     embed = embed_server
     embed.progress_delay = 3.0  # every /webhook/progress is processed 3 s after it arrived
-    cid, base = serve(ipfs_gateway, sample("landscape"))
+    # a job of several heartbeats (about one every 2 s), so that it reports progress
+    cid, base = serve(ipfs_gateway, sample("hd720"))
     embed.ipfs_gateway = f"{base}/ipfs"
     embed.add_video("dave", "quick", cid)
-    node = community_node(make_gateway_node, embed, node_key, IPFS_GATEWAYS=base)
+    node = community_node(make_gateway_node, embed, node_key, IPFS_GATEWAYS=base,
+                          ENCODER_PRESET="medium")  # fmt: skip
     node.start()
     check = alive(node)
     [final] = embed.wait_for(lambda: check(finals(embed)), 120, "the completion")
