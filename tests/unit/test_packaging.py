@@ -13,7 +13,7 @@ import pytest
 
 from speak_encoder.config import Settings
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILE = ROOT / "Dockerfile"
 HADOLINT = ROOT / ".tools" / "hadolint" / "bin" / "hadolint"
 SECRET_NAMES = re.compile(r"(KEY|TOKEN|SECRET|PASSWORD|PASSWD|DATABASE_URL)", re.IGNORECASE)
