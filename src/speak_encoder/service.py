@@ -11,7 +11,7 @@ requeued; even a kill -9 leaves a consistent store: the next start resumes them)
 
 The top of the program, beside the CLI: it wires the node (store, scheduler, monitor), the job
 sources (:mod:`speak_encoder.sources`) and the operator server (:mod:`speak_encoder.web`), so it
-stands above all of them (dependencies point down; ``tests/test_layers.py``).
+stands above all of them (dependencies point down; ``tests/unit/test_layers.py``).
 """
 
 from __future__ import annotations

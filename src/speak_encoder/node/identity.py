@@ -4,7 +4,7 @@ A node is one 32-byte Ed25519 **seed**. Its DID is ``did:key:z`` + base58btc(``0
 public key); everything it sends to a 3Speak gateway is a general JWS JSON object signed with it,
 byte for byte what the npm libraries ``dids`` 5 + ``key-did-provider-ed25519`` 4 produce with
 ``DID.createJWS`` (Ed25519 is deterministic, so the vectors in ``tests/data/jws-vectors.json``
-and the live comparison in ``tests/test_identity.py`` prove it).
+and the live comparison in ``tests/integration/test_identity_js.py`` prove it).
 
 What "byte for byte" takes: the JS provider runs the payload and the header through
 ``fast-json-stable-stringify`` and ``JSON.parse`` before ``JSON.stringify`` encodes them, so

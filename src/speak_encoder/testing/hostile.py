@@ -1,6 +1,6 @@
 """Hostile sources, tiny on disk: what a stranger could hand the node (issue 11).
 
-Used by ``tests/security`` and ``bench/security_bench.py``; each is generated once into a cache
+Used by ``tests/e2e/security`` and ``bench/security_bench.py``; each is generated once into a cache
 folder (like :mod:`speak_encoder.testing.media`) and returned as a path.
 
 * :func:`forged_duration_mkv` — a 1-second, audio-less Matroska file whose Segment Info

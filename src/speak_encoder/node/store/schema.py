@@ -48,7 +48,7 @@ transaction together with its ``schema_version`` row. Version 1 creates ``jobs``
 ``checkpoints`` and ``outbox`` in their current shape; each later migration adds what a
 database made by an older version lacks (columns checked one by one, tables and indexes with
 ``checkfirst``), so a new database and a migrated one end with the same schema
-(``tests/test_store.py`` compares them).
+(``tests/integration/test_store.py`` compares them).
 """
 
 from __future__ import annotations

@@ -13,7 +13,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from tests.security.conftest import CLI, cli_env
+from tests.e2e.security.conftest import CLI, cli_env
 
 OTHER_UID = 65534
 

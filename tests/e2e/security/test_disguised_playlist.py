@@ -23,7 +23,7 @@ from speak_encoder.pipeline.probe import ALLOWED_DEMUXERS, probe
 from speak_encoder.storage.unixfs import import_bytes
 from speak_encoder.testing.hostile import black_png, disguised_playlist
 from speak_encoder.testing.http_faults import BytesPayload, FaultServer
-from tests.security.conftest import cli_env, run_cli
+from tests.e2e.security.conftest import cli_env, run_cli
 from tests.support.node_fixtures import NodeProcess
 
 

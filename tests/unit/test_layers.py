@@ -171,14 +171,14 @@ def _in_a_fresh_python(code: str, *args: str) -> object:
         text=True,
         timeout=120,
         check=False,
-        cwd=Path(__file__).resolve().parent.parent,
+        cwd=Path(__file__).resolve().parents[2],
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
 def test_no_import_points_up() -> None:
-    code = "import json\nfrom tests.test_layers import upward_imports\n"
+    code = "import json\nfrom tests.unit.test_layers import upward_imports\n"
     assert _in_a_fresh_python(code + "print(json.dumps(upward_imports()))") == []
 
 
@@ -196,7 +196,7 @@ def test_the_static_check_sees_lazy_imports() -> None:
     """The check itself: an import inside a function counts, one under TYPE_CHECKING does not."""
     code = (
         "import ast, json, sys\n"
-        "from tests.test_layers import runtime_imports\n"
+        "from tests.unit.test_layers import runtime_imports\n"
         "found = runtime_imports(ast.parse(sys.argv[1]), 'speak_encoder.node.example')\n"
         "print(json.dumps(sorted({name for name, _ in found})))\n"
     )

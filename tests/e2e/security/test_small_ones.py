@@ -27,7 +27,7 @@ from speak_encoder.pipeline.fetch import fetch_source
 from speak_encoder.pipeline.source import parse_source
 from speak_encoder.testing.http_faults import FaultServer, PatternPayload
 from speak_encoder.testing.ipfs_node import free_port
-from tests.security.conftest import CLI, cli_env
+from tests.e2e.security.conftest import CLI, cli_env
 from tests.support.fetch_fixtures import payload_cid
 from tests.support.node_fixtures import NodeProcess
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from speak_encoder.config import DEFAULT_MAX_SOURCE_PIXELS, load_settings
 from speak_encoder.pipeline.probe import ProbeLimits, probe
 from speak_encoder.testing.hostile import growing_png_mkv, png_bomb_mkv
-from tests.security.conftest import cli_env, run_cli
+from tests.e2e.security.conftest import cli_env, run_cli
 
 #: Far above what refusing costs (~60 MB: Python and ffprobe), far below one decoded frame.
 MEMORY_BOUND_MB = 400

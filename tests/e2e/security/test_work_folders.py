@@ -22,7 +22,7 @@ import pytest
 from speak_encoder.node.models import JobState
 from speak_encoder.private_files import WORK_MARKER
 from speak_encoder.testing.http_faults import BytesPayload, FaultServer
-from tests.security.conftest import CLI, cli_env, wait_until
+from tests.e2e.security.conftest import CLI, cli_env, wait_until
 from tests.support.node_fixtures import NodeProcess
 
 #: A user id that owns nothing of the test's (``nobody``).

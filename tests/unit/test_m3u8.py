@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from speak_encoder.pipeline.m3u8 import (
@@ -234,14 +232,3 @@ def test_master_garbage_is_a_clear_error(text: str, message: str) -> None:
 )
 def test_check_relative_uri(uri: str, safe: bool) -> None:
     assert (check_relative_uri(uri) is None) is safe
-
-
-def test_real_ffmpeg_playlists_parse(hls_ladder_raw: Path) -> None:
-    master = parse_master_playlist((hls_ladder_raw / "manifest.m3u8").read_text())
-    assert len(master.variants) == 3
-    for variant in master.variants:
-        media = parse_media_playlist((hls_ladder_raw / variant.uri).read_text())
-        assert media.playlist_type == "VOD"
-        assert media.endlist
-        assert len(media.segments) == 4
-        assert parse_media_playlist(format_media_playlist(media)) == media

@@ -16,7 +16,7 @@ import pytest
 
 from speak_encoder.node.models import JobState
 from speak_encoder.testing.hostile import forged_duration_mkv
-from tests.security.conftest import cli_env, run_cli
+from tests.e2e.security.conftest import cli_env, run_cli
 from tests.support.node_fixtures import NodeProcess
 
 

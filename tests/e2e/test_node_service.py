@@ -239,7 +239,7 @@ def test_crash_leftovers_are_cleaned_at_start(
     node = make_node()
     work = Path(node.env["TEMP_DIR"])
     # the folder of a job the store does not know, left by a node that died (its marker names
-    # a process that is gone); anything else in TEMP_DIR is not the node's (tests/security)
+    # a process that is gone); anything else in TEMP_DIR is not the node's (tests/e2e/security)
     (work / ("0" * 32)).mkdir(parents=True)
     (work / ("0" * 32) / WORK_MARKER).write_text("999999 1.00")
     job_id = node.submit(str(sample("landscape")))

@@ -27,7 +27,7 @@ from speak_encoder.config import Settings
 from speak_encoder.node.identity import KEY_FILE_NAME
 from speak_encoder.pipeline.ffmpeg import DEFAULT_RENDER_NODE
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text("utf-8")
 #: Settings whose default is computed at run time: the README shows the rule, checked here.
 DERIVED = {
