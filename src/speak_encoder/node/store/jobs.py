@@ -380,11 +380,10 @@ class JobQueries(StoreBase):
         the report cannot leave before the job is complete in the store (a job offered again
         the moment its source heard of the completion is already complete here, and reopened)."""
         at = time.time()
-        return self._finish_with_report(
+        return self._finish_owned(
             job_id,
             owner,
-            report,
-            at=at,
+            report=report,
             state=JobState.COMPLETE.value,
             result=dumps(result),
             error=None,
@@ -406,11 +405,10 @@ class JobQueries(StoreBase):
         """Running → failed for good, with its failure ``report`` queued in the same
         transaction (a crash cannot keep one without the other)."""
         at = time.time()
-        return self._finish_with_report(
+        return self._finish_owned(
             job_id,
             owner,
-            report,
-            at=at,
+            report=report,
             state=JobState.FAILED.value,
             error=error,
             error_kind=kind,
@@ -418,24 +416,6 @@ class JobQueries(StoreBase):
             finished_at=at,
             updated_at=at,
         )
-
-    def _finish_with_report(
-        self, job_id: str, owner: str, report: OutboxEntry | None, *, at: float, **values: Any
-    ) -> bool:
-        with self._write() as conn:
-            done = conn.execute(
-                update(jobs).where(_owned(job_id, owner)).values(**values, **_NO_LEASE)
-            )
-            if done.rowcount != 1:
-                return False
-            if report is not None:
-                generation = conn.execute(
-                    select(jobs.c.generation).where(jobs.c.id == job_id)
-                ).scalar_one()
-                insert_row(
-                    conn, self.dialect, report, job_id=job_id, generation=int(generation), at=at
-                )
-            return True
 
     def retry_later(
         self,
@@ -506,12 +486,26 @@ class JobQueries(StoreBase):
             )
         return requeued
 
-    def _finish_owned(self, job_id: str, owner: str, **values: Any) -> bool:
+    def _finish_owned(
+        self, job_id: str, owner: str, *, report: OutboxEntry | None = None, **values: Any
+    ) -> bool:
+        """End ``owner``'s run of the job with ``values``; ``report`` (if any) is queued in the
+        same transaction, tagged with the job's generation."""
         with self._write() as conn:
             done = conn.execute(
                 update(jobs).where(_owned(job_id, owner)).values(**values, **_NO_LEASE)
             )
-            return done.rowcount == 1
+            if done.rowcount != 1:
+                return False
+            if report is not None:
+                generation = conn.execute(
+                    select(jobs.c.generation).where(jobs.c.id == job_id)
+                ).scalar_one()
+                at = float(values["updated_at"])
+                insert_row(
+                    conn, self.dialect, report, job_id=job_id, generation=int(generation), at=at
+                )
+            return True
 
     # --- the operator's side -----------------------------------------------------------------
 
