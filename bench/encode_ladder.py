@@ -416,7 +416,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _alt_ffmpeg(choice: str) -> str | None:
+def alt_ffmpeg(choice: str) -> str | None:
+    """The ffmpeg a ``--*-ffmpeg`` option names: ``none``, a path, or ``auto`` (the static
+    build of imageio-ffmpeg, with libvmaf, if installed)."""
     if choice == "none":
         return None
     if choice != "auto":
@@ -478,7 +480,7 @@ def main(argv: list[str] | None = None) -> int:
             print("tuning variants of (a):", flush=True)
         for name in variant_names:
             variants.append(run_pipeline(ctx, name, VARIANTS[name]))
-        alt_path = _alt_ffmpeg(args.alt_ffmpeg)
+        alt_path = alt_ffmpeg(args.alt_ffmpeg)
         if alt_path is not None:
             alt = run_alt(ctx, alt_path)
     finally:

@@ -60,7 +60,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from encode_ladder import CACHE, make_source, settings_for
+from encode_ladder import CACHE, alt_ffmpeg, make_source, settings_for
 from rss import RssRun, measure
 from speak_encoder.pipeline.encode_job import tuning_from
 from speak_encoder.pipeline.ffmpeg import build_command, ffmpeg_info
@@ -548,22 +548,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def _vmaf_ffmpeg(choice: str) -> str | None:
-    if choice != "auto":
-        return choice
-    try:
-        import imageio_ffmpeg  # type: ignore[import-not-found, unused-ignore]
-    except ImportError:
-        return None
-    return str(imageio_ffmpeg.get_ffmpeg_exe())
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     crfs = [int(c) for c in args.crfs.split(",") if c.strip()]
     ffmpeg = os.environ.get("FFMPEG_PATH", "ffmpeg")
     ffprobe = os.environ.get("FFPROBE_PATH", "ffprobe")
-    vmaf_ffmpeg = _vmaf_ffmpeg(args.vmaf_ffmpeg)
+    vmaf_ffmpeg = alt_ffmpeg(args.vmaf_ffmpeg)
     if vmaf_ffmpeg is None:
         print("no ffmpeg with libvmaf: install imageio-ffmpeg into the venv (make bench does)")
         return 1

@@ -11,6 +11,7 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -127,6 +128,17 @@ class NodeProcess:
     def work_entries(self) -> list[str]:
         work = Path(self.env["TEMP_DIR"])
         return sorted(p.name for p in work.iterdir()) if work.is_dir() else []
+
+    def wait_healthy(self, url: str, *, timeout: float = 60, request_timeout: float = 2) -> None:
+        """Wait until ``url``'s ``/health`` answers 200, failing at once if the node exits."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(f"{url}/health", timeout=request_timeout).status_code == 200:
+                    return
+            assert self.alive(), self.log()[-3000:]
+            time.sleep(0.2)
+        raise AssertionError(f"{url} never answered:\n{self.log()[-3000:]}")
 
     def wait_reports_settled(self, delivered: int, timeout: float = 60) -> None:
         """Wait until the store records ``delivered`` final reports as delivered and none

@@ -37,7 +37,7 @@ ROOT = "QmSyaY8Nh5DnNGAeoJZWdYUsUmGrUG63zKVxfgfsSsvqzz"
 HOOK_KEY = "hook-key-portrait"
 SECRET = "whsec-test-1234"
 ISO_Z = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
-#: Bodies the existing encoder really sent (a copy of the shared vector: a clone has no ../shared).
+#: Bodies the existing encoder really sent (a copy of the spec vector, kept in the repository).
 VECTORS = Path(__file__).resolve().parents[1] / "data/webhooks-existing-encoder.json"
 RESULT: dict[str, Any] = {
     "cid": ROOT,

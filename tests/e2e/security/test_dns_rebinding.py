@@ -22,17 +22,6 @@ from tests.support.node_fixtures import NodeProcess
 API_KEY = "rebinding-test-key-0123456789"
 
 
-def wait_up(url: str, node: NodeProcess) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        assert node.alive(), node.log()[-3000:]
-        time.sleep(0.2)
-    raise AssertionError("the node never answered")
-
-
 @pytest.mark.slow
 def test_foreign_host_names_get_400_on_both_servers(
     make_node: Callable[..., NodeProcess],
@@ -45,8 +34,8 @@ def test_foreign_host_names_get_400_on_both_servers(
     node.start()
     dashboard = f"http://127.0.0.1:{node.env['DASHBOARD_PORT']}"
     api = f"http://127.0.0.1:{api_port}"
-    wait_up(dashboard, node)
-    wait_up(api, node)
+    node.wait_healthy(dashboard)
+    node.wait_healthy(api)
     key = {"X-API-Key": API_KEY}
     for host in ("evil.example", "evil.example:3001", "127.0.0.1.evil.example", "encoder.lan.x"):
         state = httpx.get(f"{dashboard}/api/state", headers={"Host": host}, timeout=10)
@@ -66,7 +55,7 @@ def test_one_client_gets_only_its_share_of_the_event_streams(
     node = make_node(HARDWARE_ACCELERATION="false")
     node.start()
     dashboard = f"http://127.0.0.1:{node.env['DASHBOARD_PORT']}"
-    wait_up(dashboard, node)
+    node.wait_healthy(dashboard)
     with httpx.Client(timeout=10) as client, contextlib.ExitStack() as streams:
         for _ in range(MAX_STREAMS_PER_CLIENT):
             opened = streams.enter_context(client.stream("GET", f"{dashboard}/api/events"))

@@ -54,17 +54,6 @@ def health(url: str) -> int:
     return httpx.get(f"{url}/health", timeout=10).status_code
 
 
-def wait_health(url: str, node: NodeProcess) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if health(url) == 200:
-                return
-        assert node.alive(), node.log()[-3000:]
-        time.sleep(0.2)
-    raise AssertionError(f"{url} never answered:\n{node.log()[-3000:]}")
-
-
 @contextlib.contextmanager
 def idle_sockets(ports: list[int], count: int) -> Iterator[list[socket.socket]]:
     """``count`` sockets spread over ``ports``: 2 in 3 send half a head, 1 in 3 a head that
@@ -118,8 +107,8 @@ def test_300_idle_sockets_under_a_256_fd_limit(
     dashboard = f"http://127.0.0.1:{node.env['DASHBOARD_PORT']}"
     api = f"http://127.0.0.1:{api_port}"
     start_limited(node)
-    wait_health(dashboard, node)
-    wait_health(api, node)
+    node.wait_healthy(dashboard, request_timeout=10)
+    node.wait_healthy(api, request_timeout=10)
     log_before = node.log_path.stat().st_size
     ports = [int(node.env["DASHBOARD_PORT"]), api_port]
     with idle_sockets(ports, IDLE_SOCKETS) as socks:
@@ -144,7 +133,7 @@ def test_a_head_that_never_ends_is_closed_after_the_header_timeout(
     node = make_node(HTTP_HEADER_TIMEOUT="2", HARDWARE_ACCELERATION="false")
     node.start()
     url = f"http://127.0.0.1:{node.env['DASHBOARD_PORT']}"
-    wait_health(url, node)
+    node.wait_healthy(url, request_timeout=10)
     with idle_sockets([int(node.env["DASHBOARD_PORT"])], 1) as socks:
         started = time.monotonic()
         assert closed_by_server(socks, timeout=30) == 1

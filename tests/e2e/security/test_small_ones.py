@@ -11,9 +11,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import subprocess
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -63,17 +61,6 @@ def test_short_keys_stop_the_node_at_start(key: str, tmp_path: Path) -> None:
     assert "fifteen-chars15" not in done.stderr
 
 
-def wait_up(url: str, node: NodeProcess) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        with contextlib.suppress(httpx.HTTPError):
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                return
-        assert node.alive(), node.log()[-3000:]
-        time.sleep(0.2)
-    raise AssertionError("the node never answered")
-
-
 @pytest.mark.slow
 def test_docs_are_off_and_failed_authentications_are_throttled(
     make_node: Callable[..., NodeProcess],
@@ -86,7 +73,7 @@ def test_docs_are_off_and_failed_authentications_are_throttled(
     node.start()
     api = f"http://127.0.0.1:{api_port}"
     dashboard = f"http://127.0.0.1:{node.env['DASHBOARD_PORT']}"
-    wait_up(api, node)
+    node.wait_healthy(api)
     with httpx.Client(timeout=10) as client:
         assert client.get(f"{api}/docs").status_code == 404
         assert client.get(f"{api}/openapi.json").status_code == 200
@@ -113,7 +100,7 @@ def test_the_docs_page_can_be_turned_on(make_node: Callable[..., NodeProcess]) -
                      DIRECT_API_KEY=API_KEY, DIRECT_API_DOCS="true")  # fmt: skip
     node.start()
     api = f"http://127.0.0.1:{api_port}"
-    wait_up(api, node)
+    node.wait_healthy(api)
     assert httpx.get(f"{api}/docs", timeout=10).status_code == 200
 
 
