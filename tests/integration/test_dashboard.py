@@ -330,9 +330,7 @@ def test_ipfs_status_not_configured_or_unreachable(
 
     node = make_service(tmp_path / "b", None, ipfs_api_addr=f"http://127.0.0.1:{closed_port}")
     with client_for(node, ring) as client:
-        started = time.monotonic()
         ipfs = client.get("/api/state").json()["node"]["ipfs"]
-        assert time.monotonic() - started < 8
         assert ipfs["configured"] is True and ipfs["ok"] is False and ipfs["peer_id"] is None
         assert ipfs["error"] and ipfs["checked_at"] is not None
         # cached: no second check within the interval

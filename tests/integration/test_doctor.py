@@ -13,7 +13,6 @@ import base64
 import json
 import os
 import socket
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -119,6 +118,7 @@ def test_unreachable_ipfs_fails_when_it_is_a_publish_target(
     assert empty["ipfs"].status == "fail" and "not configured" in empty["ipfs"].detail
 
 
+@pytest.mark.timeout(60)  # the hang guard; the detail below names the check's own timeout
 def test_a_silent_peer_times_out_instead_of_hanging(tmp_path: Path, silent_port: int) -> None:
     url = f"http://127.0.0.1:{silent_port}"
     settings = make_settings(
@@ -129,9 +129,7 @@ def test_a_silent_peer_times_out_instead_of_hanging(tmp_path: Path, silent_port:
         gateway_enabled=True,
         gateway_url=url,
     )
-    started = time.monotonic()
     checks = run(settings, timeout=0.5)
-    assert time.monotonic() - started < 10
     for name in ("target cluster", "target supernode", "gateway"):
         assert checks[name].status == "fail" and "no answer in time" in checks[name].detail
 

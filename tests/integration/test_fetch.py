@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import os
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -113,15 +113,14 @@ def test_changed_file_if_range_mismatch_restarts(
     assert got.path.name == "source"
 
 
+@pytest.mark.timeout(60)
 def test_stall_raises_stall_error_and_leaves_nothing(
     fault_server: FaultServer, job_dir: Path, fetch_settings: SettingsFactory
 ) -> None:
     fault_server.add("/s.mp4", PatternPayload(2 * MiB), stall_after=100_000, drop_times=99)
     settings = fetch_settings(fetch_stall_timeout=1, fetch_resumes=1)
-    started = time.monotonic()
     with pytest.raises(StallError, match=r"1 s .*after 200000 bytes") as caught:
         fetch(http_ref(fault_server, "/s.mp4"), job_dir, settings)
-    assert time.monotonic() - started < 6
     assert caught.value.retryable
     assert len(fault_server.requests_for("/s.mp4")) == 2  # one resume, then give up
     assert leftovers(job_dir) == []
@@ -137,15 +136,16 @@ def test_stall_then_resume_succeeds(
     assert fault_server.requests_for("/s")[1].headers["range"] == "bytes=200000-"
 
 
+@pytest.mark.timeout(60)
 def test_trickle_is_bounded_by_minimum_rate(
     fault_server: FaultServer, job_dir: Path, fetch_settings: SettingsFactory
 ) -> None:
     fault_server.add("/t", PatternPayload(MiB), trickle=0.05, trickle_bytes=1)
     settings = fetch_settings(fetch_stall_timeout=1, fetch_resumes=0)
-    started = time.monotonic()
-    with pytest.raises(StallError):
+    # 1 byte every 50 ms would take ~15 h for 1 MiB: the minimum rate ends it within seconds
+    # (the test's own timeout mark is the hang guard)
+    with pytest.raises(StallError, match=r"almost nothing\) for 1 s"):
         fetch(http_ref(fault_server, "/t"), job_dir, settings)
-    assert time.monotonic() - started < 5
     assert leftovers(job_dir) == []
 
 
@@ -320,7 +320,11 @@ def test_cancellation_propagates_and_removes_the_partial(
 
 
 def test_kubo_down_falls_back_to_gateway(
-    fault_server: FaultServer, closed_port: int, job_dir: Path, fetch_settings: SettingsFactory
+    fault_server: FaultServer,
+    closed_port: int,
+    job_dir: Path,
+    fetch_settings: SettingsFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     payload = PatternPayload(MiB)
     cid = payload_cid(payload)
@@ -328,10 +332,12 @@ def test_kubo_down_falls_back_to_gateway(
     settings = fetch_settings(
         ipfs_api_addr=f"/ip4/127.0.0.1/tcp/{closed_port}", ipfs_gateways=gateway
     )
-    started = time.monotonic()
-    got = fetch(parse_source(f"ipfs://{cid}"), job_dir, settings)
-    assert time.monotonic() - started < 3
+    with caplog.at_level(logging.DEBUG, logger="speak_encoder"):
+        got = fetch(parse_source(f"ipfs://{cid}"), job_dir, settings)
     assert (got.sha256, got.origin, got.path.name) == (payload.sha256(), gateway, "source")
+    # the refused connection ends the Kubo origin at once: no resume back-off before the gateway
+    assert not [r for r in caplog.records if "resuming at byte" in r.getMessage()]
+    assert any("local kubo could not serve" in r.getMessage() for r in caplog.records)
 
 
 def test_kubo_cat_is_preferred_and_resumed_with_offset(
@@ -351,7 +357,10 @@ def test_kubo_cat_is_preferred_and_resumed_with_offset(
 
 
 def test_silent_kubo_fails_over_without_resuming(
-    fault_server: FaultServer, job_dir: Path, fetch_settings: SettingsFactory
+    fault_server: FaultServer,
+    job_dir: Path,
+    fetch_settings: SettingsFactory,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     payload = PatternPayload(200_000)
     cid = payload_cid(payload)
@@ -360,10 +369,10 @@ def test_silent_kubo_fails_over_without_resuming(
     settings = fetch_settings(
         ipfs_api_addr=api, ipfs_gateways=gateway, fetch_stall_timeout=1, fetch_resumes=5
     )
-    started = time.monotonic()
-    got = fetch(parse_source(cid), job_dir, settings)
-    assert time.monotonic() - started < 3
+    with caplog.at_level(logging.DEBUG, logger="speak_encoder"):
+        got = fetch(parse_source(cid), job_dir, settings)
     assert (got.sha256, got.origin) == (payload.sha256(), gateway)
+    assert not [r for r in caplog.records if "resuming at byte" in r.getMessage()]
     assert len(fault_server.requests_for("/api/v0/cat")) == 1
 
 

@@ -114,13 +114,12 @@ def test_kubo_error_json_is_translated(ipfs_node: JsIpfsNode) -> None:
     asyncio.run(run())
 
 
+@pytest.mark.timeout(60)  # the hang guard: js-ipfs itself would wait for the CID forever
 def test_cat_of_unknown_cid_times_out_clearly(ipfs_node: JsIpfsNode, tmp_path: Path) -> None:
     async def run() -> None:
         async with KuboClient(ipfs_node.api_url) as client:
-            started = time.monotonic()
             with pytest.raises(IpfsTimeout, match=r"no answer from the node for 1\.5 s"):
                 await client.cat(UNKNOWN_CID, tmp_path / "never", stall_timeout=1.5)
-            assert time.monotonic() - started < 10
 
     asyncio.run(run())
 

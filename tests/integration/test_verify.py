@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
 
 from speak_encoder.pipeline.hls import write_master_playlist
-from speak_encoder.pipeline.m3u8 import format_duration
 from speak_encoder.pipeline.verify import (
     MAX_VIOLATIONS_PER_GROUP,
     ValidationReport,
@@ -19,6 +16,7 @@ from speak_encoder.pipeline.verify import (
     format_report,
     validate_folder,
 )
+from speak_encoder.testing.long_rung import link_rung
 from tests.support.hls_fixtures import LADDER_RUNGS, LADDER_SECONDS
 
 
@@ -346,37 +344,19 @@ def test_segment_uri_escaping_the_folder(hls_ladder_copy: Path) -> None:
 # --- scale ---------------------------------------------------------------------------------
 
 
-def _long_rung(folder: Path, segment: Path, count: int, duration: float) -> None:
-    """A one-rung ladder of ``count`` hard links to ``segment``."""
-    rung = folder / "r"
-    rung.mkdir(parents=True)
-    lines = [
-        "#EXTM3U", "#EXT-X-VERSION:6", f"#EXT-X-TARGETDURATION:{round(duration)}",
-        "#EXT-X-MEDIA-SEQUENCE:0", "#EXT-X-PLAYLIST-TYPE:VOD", "#EXT-X-INDEPENDENT-SEGMENTS",
-    ]  # fmt: skip
-    for index in range(count):
-        os.link(segment, rung / f"s_{index}.ts")
-        lines += [f"#EXTINF:{format_duration(duration)},", f"s_{index}.ts"]
-    lines.append("#EXT-X-ENDLIST")
-    (rung / "index.m3u8").write_text("\n".join(lines) + "\n")
-    (folder / "manifest.m3u8").write_text("#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\nr/index.m3u8\n")
-
-
-def test_two_thousand_segments_validate_quickly(hls_ladder: Path, tmp_path: Path) -> None:
+def test_two_thousand_segments_validate(hls_ladder: Path, tmp_path: Path) -> None:
+    # how long this takes per segment is measured by bench/verify_bench.py, not asserted here
     folder = tmp_path / "long"
-    _long_rung(folder, hls_ladder / "180p" / "seg_1.ts", 2000, 2.002)
-    started = time.monotonic()
+    link_rung(folder, hls_ladder / "180p" / "seg_1.ts", 2000, 2.002)
     asyncio.run(write_master_playlist(folder))
     report = validate(folder, expected=4004.0)
-    elapsed = time.monotonic() - started
     assert report.ok, format_report(report)
     assert report.renditions[0].segments == 2000
-    assert elapsed < 10
 
 
 def test_violations_are_capped_per_rung(hls_non_idr_ladder: Path, tmp_path: Path) -> None:
     folder = tmp_path / "long"
-    _long_rung(folder, hls_non_idr_ladder / "180p" / "seg_1.ts", 300, 2.0)
+    link_rung(folder, hls_non_idr_ladder / "180p" / "seg_1.ts", 300, 2.0)
     report = validate(folder, expected=None)
     keyframes = [v for v in report.violations if v.check == 2]
     assert len(keyframes) == MAX_VIOLATIONS_PER_GROUP + 1
