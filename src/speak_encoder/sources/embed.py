@@ -26,7 +26,7 @@ disabled or banned" is logged as such once, shown as "refused: disabled or banne
 again after ``NODE_REFUSED_WAIT_S``. A job offered again (the embed server re-claims a stalled or
 redispatched job with a fresh callback token) is never encoded twice: its reports go to the
 newest ``webhook_url``/``api_key``, and a job already complete reports once more
-(:meth:`~speak_encoder.node.store.jobs.JobQueries.offer`).
+(:meth:`~speak_encoder.node.store.job_offers.JobOffers.offer`).
 """
 
 from __future__ import annotations

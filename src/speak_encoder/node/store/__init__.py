@@ -10,7 +10,8 @@ By concern:
 =================  ==============================================================
 ``schema``         the tables and their versioned migrations
 ``engine``         URL, engine, transactions, error translation, migrations runner
-``jobs``           submitting and offering jobs, claims and leases, checkpoints, finishing
+``jobs``           jobs and checkpoints: offers, claims and leases, finishing, reads
+``job_*``          ``jobs``'s parts by concern (see ``jobs``)
 ``outbox``         reports delivered at least once, in order per job, by one node of a fleet
 ``pins``           pending pins (and the import of the old per-node pins file)
 =================  ==============================================================
@@ -22,7 +23,8 @@ its tables.
 from __future__ import annotations
 
 from speak_encoder.config import SQLITE_NAME, Settings
-from speak_encoder.node.store.jobs import QUEUE_FULL_RETRY_AFTER_S, JobQueries
+from speak_encoder.node.store.job_offers import QUEUE_FULL_RETRY_AFTER_S
+from speak_encoder.node.store.jobs import JobQueries
 from speak_encoder.node.store.outbox import OutboxQueries
 from speak_encoder.node.store.pins import PinQueries, StorePinQueue
 from speak_encoder.private_files import ensure_private_dir, private_file

@@ -19,7 +19,7 @@ node of a fleet claims them:
   is therefore never *sent* after the job's final report was queued — by construction, on one
   node or across a fleet.
 * **Report targets change.** A job offered again with a new ``webhook_url``/``api_key``
-  (:meth:`~speak_encoder.node.store.jobs.JobQueries.offer`) bumps ``revision`` on its rows and
+  (:meth:`~speak_encoder.node.store.job_offers.JobOffers.offer`) bumps ``revision`` on its rows and
   makes given-up final rows pending again. Webhook deliverers read the target from the job's
   *current* request (claims join it into :attr:`OutboxItem.request`), and a refusal answered
   under an older revision is retried at once instead of given up.
