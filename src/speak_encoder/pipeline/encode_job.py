@@ -37,7 +37,8 @@ from speak_encoder.pipeline.ffmpeg import (
     FfmpegInfo,
     ffmpeg_info,
 )
-from speak_encoder.pipeline.hardware import HardwareReport, detect, encode_with_fallback
+from speak_encoder.pipeline.hardware import detect, encode_with_fallback
+from speak_encoder.pipeline.hardware_cache import HardwareReport
 from speak_encoder.pipeline.hls import (
     RenditionStats,
     load_media_playlist,
