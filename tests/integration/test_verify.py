@@ -12,13 +12,8 @@ import pytest
 
 from speak_encoder.pipeline.hls import write_master_playlist
 from speak_encoder.pipeline.m3u8 import format_duration
-from speak_encoder.pipeline.verify import (
-    MAX_VIOLATIONS_PER_GROUP,
-    ValidationReport,
-    Violation,
-    format_report,
-    validate_folder,
-)
+from speak_encoder.pipeline.verify import ValidationReport, format_report, validate_folder
+from speak_encoder.pipeline.verify_checks import MAX_VIOLATIONS_PER_GROUP, Violation
 from tests.support.hls_fixtures import LADDER_RUNGS, LADDER_SECONDS
 
 
