@@ -51,11 +51,10 @@ from speak_encoder.pipeline.ffmpeg import (
     HARDWARE_ENCODERS,
     NVENC,
     SOFTWARE_ENCODER,
-    EncodeProgress,
     EncoderTuning,
     build_command,
-    run_ffmpeg,
 )
+from speak_encoder.pipeline.ffmpeg_run import EncodeProgress, run_ffmpeg
 from speak_encoder.pipeline.hardware_cache import (
     DEFAULT_BROKEN_AFTER,
     DeviceScan,
