@@ -60,11 +60,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from rss import RssRun, measure
 from speak_encoder.config import Settings
 from speak_encoder.pipeline.encode_job import tuning_from
-from speak_encoder.pipeline.ffmpeg import (
-    EncoderTuning,
-    build_command,
-    ffmpeg_info,
-)
+from speak_encoder.pipeline.ffmpeg import EncoderTuning, build_command
+from speak_encoder.pipeline.ffmpeg_run import ffmpeg_info
 from speak_encoder.pipeline.ladder import load_ladder
 from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
 from speak_encoder.pipeline.probe import probe

@@ -63,7 +63,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from encode_ladder import CACHE, alt_ffmpeg, make_source, settings_for
 from rss import RssRun, measure
 from speak_encoder.pipeline.encode_job import tuning_from
-from speak_encoder.pipeline.ffmpeg import build_command, ffmpeg_info
+from speak_encoder.pipeline.ffmpeg import build_command
+from speak_encoder.pipeline.ffmpeg_run import ffmpeg_info
 from speak_encoder.pipeline.ladder import Ladder, load_ladder
 from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
 from speak_encoder.pipeline.probe import probe

@@ -1,5 +1,9 @@
 """Serving an ASGI app inside the node's own event loop (the Direct API, the operator server).
 
+Why this module is long: the guards below are the layers of one server, configured together by
+:class:`HttpLimits` and installed together by :func:`serve_app`; each guard alone is small, and
+they are one defence, described once.
+
 A bottom-layer module (it needs only the settings and the errors): the Direct API (a job
 source) and the operator server (``web``) both stand on it.
 

@@ -1,5 +1,9 @@
 """One typed settings object, read once at start.
 
+Why this module is long: it is the one settings table: every setting with its named default and
+its validation, in the one place ``scripts/gen-env-example.py`` and the README test read. Split,
+a setting's default and its check would live apart.
+
 Values come from (highest priority first): command-line flags (passed as keyword arguments to
 :func:`load_settings`), the process environment, then an *env file*. The env file is never taken
 from the working directory (a command run in someone else's folder must not take that folder's

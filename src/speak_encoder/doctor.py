@@ -1,5 +1,9 @@
 """``speak-encoder doctor``: is this node able to work? One check per thing it depends on.
 
+Why this module is long: it is the one list of checks ``doctor`` runs, each a short function
+over one dependency, all sharing :class:`Check`, the redaction and the deadline runner; read top
+to bottom it follows the list below, which a split by topic would scatter.
+
 Each check gives ``ok``, ``warn`` (works, but look at it), ``fail`` (the node cannot do its job)
 or ``skip`` (not configured). The checks run concurrently; every network check has a short
 timeout (:data:`DEFAULT_NETWORK_TIMEOUT_S`) and every check a deadline

@@ -1,5 +1,9 @@
 """Logging for the node: human console lines or JSON lines, always redacted.
 
+Why this module is long: redaction is the point of the logging setup. The redaction rules, the
+filters that apply them and the handlers that must never bypass them stay in one module, so that
+no log path can be wired without them.
+
 :func:`setup_logging` installs, on the root logger, one stream handler (``human`` format by
 default, ``json`` for journald/Loki: one object per line with ``ts``, ``level``, ``logger``,
 ``msg``, plus ``job_id`` when the record belongs to a job, and ``exc`` for a traceback) and a

@@ -201,7 +201,8 @@ class Service:
         webhooks = deliverer = None
         pending = store.outbox_counts().get("pending", 0)
         if settings.direct_api_enabled or settings.embed_gateway_enabled or pending:
-            from speak_encoder.sources.webhooks import OutboxDeliverer, WebhookHooks
+            from speak_encoder.sources.webhook_delivery import OutboxDeliverer
+            from speak_encoder.sources.webhooks import WebhookHooks
 
             deliverer = OutboxDeliverer(settings, store)  # one per process
             webhooks = WebhookHooks(settings, store, on_enqueue=deliverer.notify)

@@ -37,13 +37,15 @@ from speak_encoder.pipeline.ffmpeg import (
     level_idc,
 )
 from speak_encoder.pipeline.hardware import (
-    DeviceScan,
-    HardwareReport,
     choose_encoder,
     detect,
     encode_with_fallback,
-    load_cached,
     needs_device,
+)
+from speak_encoder.pipeline.hardware_cache import (
+    DeviceScan,
+    HardwareReport,
+    load_cached,
     scan_devices,
 )
 from speak_encoder.pipeline.hls import write_master_playlist

@@ -20,7 +20,8 @@ from speak_encoder.errors import (
     IpfsTimeout,
     IpfsUnavailable,
 )
-from speak_encoder.storage.kubo import KuboClient, MultipartFolder, api_base_url
+from speak_encoder.storage.kubo import KuboClient, api_base_url
+from speak_encoder.storage.kubo_multipart import MultipartFolder
 from speak_encoder.storage.unixfs import import_file, import_folder
 from speak_encoder.testing.ipfs_node import JsIpfsNode, free_port
 from speak_encoder.testing.ipfs_proxy import WRONG_ROOT, KuboFaultProxy

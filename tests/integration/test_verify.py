@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 
 from speak_encoder.pipeline.hls import write_master_playlist
-from speak_encoder.pipeline.verify import (
-    MAX_VIOLATIONS_PER_GROUP,
-    ValidationReport,
-    Violation,
-    format_report,
-    validate_folder,
-)
+from speak_encoder.pipeline.verify import ValidationReport, format_report, validate_folder
+from speak_encoder.pipeline.verify_checks import MAX_VIOLATIONS_PER_GROUP, Violation
 from speak_encoder.testing.long_rung import link_rung
 from tests.support.hls_fixtures import LADDER_RUNGS, LADDER_SECONDS
 

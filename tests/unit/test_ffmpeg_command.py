@@ -8,13 +8,8 @@ from pathlib import Path
 import pytest
 
 from speak_encoder.errors import EncodeError, ResourceError
-from speak_encoder.pipeline.ffmpeg import (
-    EncoderTuning,
-    ProgressParser,
-    build_command,
-    explain_failure,
-    filter_graph,
-)
+from speak_encoder.pipeline.ffmpeg import EncoderTuning, build_command, filter_graph
+from speak_encoder.pipeline.ffmpeg_run import ProgressParser, explain_failure
 from speak_encoder.pipeline.ladder import Ladder, load_ladder, parse_ladder
 from speak_encoder.pipeline.plan import EncodeOptions, EncodePlan, plan_encode
 from speak_encoder.pipeline.probe import AudioStream, MediaInfo, VideoStream

@@ -23,13 +23,8 @@ from speak_encoder.node.scheduler import Scheduler
 from speak_encoder.node.store import JobStore
 from speak_encoder.pipeline.ffmpeg import MASTER_NAME
 from speak_encoder.sources.direct_request import DirectJobRequest, to_new_job
-from speak_encoder.sources.webhooks import (
-    OutboxDeliverer,
-    ProgressThrottle,
-    WebhookHooks,
-    completion_body,
-    verify_signature,
-)
+from speak_encoder.sources.webhook_delivery import OutboxDeliverer, verify_signature
+from speak_encoder.sources.webhooks import ProgressThrottle, WebhookHooks, completion_body
 from tests.support.webhook_fixtures import WebhookReceiver
 
 CID = "QmYwAPJzv5CZsnA625s3Xf2nemtYgPpHdWEz79ojWnPbdG"

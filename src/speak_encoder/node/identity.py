@@ -1,5 +1,9 @@
 """The node's identity: an Ed25519 ``did:key`` and general-JWS signatures (docs/protocols.md §1).
 
+Why this module is long: a JWS interoperates only if signing and verifying use byte-exact the
+same JS-compatible JSON and did:key encoding; the canonical JSON, the DID codec, the key,
+verification and the key file stay together so those rules exist once.
+
 A node is one 32-byte Ed25519 **seed**. Its DID is ``did:key:z`` + base58btc(``0xed 0x01`` ‖
 public key); everything it sends to a 3Speak gateway is a general JWS JSON object signed with it,
 byte for byte what the npm libraries ``dids`` 5 + ``key-did-provider-ed25519`` 4 produce with

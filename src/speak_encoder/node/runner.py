@@ -49,7 +49,7 @@ from speak_encoder.urlguard import UrlGuard
 
 if TYPE_CHECKING:
     from speak_encoder.pipeline.fetch import FetchProgress
-    from speak_encoder.pipeline.ffmpeg import EncodeProgress
+    from speak_encoder.pipeline.ffmpeg_run import EncodeProgress
     from speak_encoder.pipeline.plan import EncodePlan
     from speak_encoder.pipeline.probe import MediaInfo
 

@@ -30,14 +30,10 @@ from speak_encoder.pipeline import events
 from speak_encoder.pipeline.events import Reporter, StageEvent
 from speak_encoder.pipeline.extras import POSTER_NAME, STORYBOARD_IMAGE, STORYBOARD_VTT
 from speak_encoder.pipeline.fetch import FetchProgress, fetch_source
-from speak_encoder.pipeline.ffmpeg import (
-    MASTER_NAME,
-    EncodeProgress,
-    EncoderTuning,
-    FfmpegInfo,
-    ffmpeg_info,
-)
-from speak_encoder.pipeline.hardware import HardwareReport, detect, encode_with_fallback
+from speak_encoder.pipeline.ffmpeg import MASTER_NAME, EncoderTuning
+from speak_encoder.pipeline.ffmpeg_run import EncodeProgress, FfmpegInfo, ffmpeg_info
+from speak_encoder.pipeline.hardware import detect, encode_with_fallback
+from speak_encoder.pipeline.hardware_cache import HardwareReport
 from speak_encoder.pipeline.hls import (
     RenditionStats,
     load_media_playlist,

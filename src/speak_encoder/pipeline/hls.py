@@ -1,5 +1,9 @@
 """Measure an encoded HLS ladder and write its master playlist from the measurements.
 
+Why this module is long: the master playlist is written from measurements, and the verify stage
+checks it against the same definitions (peak and average bitrate, frame rate, codecs); reading,
+measuring and writing stay in one module so the writer and its definitions cannot drift apart.
+
 ffmpeg's HLS muxer writes ``manifest.m3u8`` with constant (often wrong) ``CODECS`` and no
 ``AVERAGE-BANDWIDTH``. :func:`write_master_playlist` replaces it with one measured from the
 produced files::

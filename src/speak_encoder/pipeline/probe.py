@@ -1,5 +1,10 @@
 """The probe stage: ffprobe JSON → a typed :class:`MediaInfo`, with readable failures.
 
+Why this module is long: it is the one gate between a stranger's file and the encoder. The
+ffprobe pass and the packet scan apply one set of bounds (:class:`ProbeLimits`), and
+:func:`measured_info` joins them into the :class:`MediaInfo` a job trusts; split, the
+hostile-input rules would live in two places.
+
 A source comes from strangers, so the probe is also the gate that refuses hostile files before
 anything is decoded (issue 11):
 

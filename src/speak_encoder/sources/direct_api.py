@@ -1,5 +1,9 @@
 """The Direct API (docs/protocols.md §4): 3Speak pushes jobs to the node ("managed mode").
 
+Why this module is long: it is one API: its response models (the OpenAPI schema), the outer ASGI
+layer that bounds every request, and the routes of :func:`create_app`. Each part is small and
+only means something with the others.
+
 Routes: ``GET /health`` (no auth), ``POST /encode``, ``GET /job/{job_id}``, ``GET /jobs``;
 the OpenAPI schema at ``/openapi.json`` (no auth: the schema is public). The Swagger UI at
 ``/docs`` loads its script from a CDN, so it is off unless ``DIRECT_API_DOCS=true``.

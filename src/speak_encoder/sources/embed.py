@@ -18,7 +18,7 @@
 * there is no accept/finish call: completion, failure and progress go through the job's webhook
   (:class:`~speak_encoder.sources.webhooks.WebhookHooks`, registered here for ``SourceKind.EMBED``
   unless the caller already did; delivered by one shared
-  :class:`~speak_encoder.sources.webhooks.OutboxDeliverer`).
+  :class:`~speak_encoder.sources.webhook_delivery.OutboxDeliverer`).
 
 Gateway errors (5xx, timeouts, broken JSON, HTML pages) are retried with back-off and never
 crash the node; a refused signature (401/403) logs "check ENCODER_PRIVATE_KEY"; 403 "Encoder is
@@ -59,7 +59,8 @@ from speak_encoder.sources.gateway_protocol import (
     run_poller,
 )
 from speak_encoder.sources.ssrf import UnsafeUrl, check_public_url
-from speak_encoder.sources.webhooks import OutboxDeliverer, WebhookHooks
+from speak_encoder.sources.webhook_delivery import OutboxDeliverer
+from speak_encoder.sources.webhooks import WebhookHooks
 
 log = logging.getLogger(__name__)
 

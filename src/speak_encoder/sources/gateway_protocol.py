@@ -1,5 +1,9 @@
 """What both 3Speak gateways share on the wire (docs/protocols.md §2, §3): HTTP, JWS-POSTs, answers.
 
+Why this module is long: it is what both gateway pollers share on the wire (HTTP, answers, the
+poller loop, small helpers), already taken out of them so that neither duplicates it; split
+further, each poller would import one protocol from several places.
+
 * :class:`GatewayHttp` sends ``GET /api/v0/gateway/<route>`` and JWS-POSTs (``{"jws": <general
   JWS>}``, signed by :meth:`~speak_encoder.node.identity.NodeIdentity.sign_jws`) with
   ``User-Agent: speak-encoder/<version>``. It never raises for an HTTP status: every answer comes

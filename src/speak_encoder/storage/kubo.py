@@ -1,11 +1,9 @@
 """Async Kubo RPC client (``/api/v0/…``, always POST), streaming both ways.
 
 * ``add_folder`` uploads a folder exactly as docs/protocols.md §6 says: ``add?wrap-with-directory=
-  true&pin=true&cid-version=0``, multipart/form-data with one part per file (``name="file"``,
-  ``filename="<relative path, URL-encoded>"``, ``application/octet-stream``). The body is
-  produced here as an async byte iterator: files are opened **one at a time**, read in
-  ``chunk_bytes`` pieces, and the exact ``Content-Length`` is computed beforehand (proxies in
-  front of hot nodes want it). Memory is bounded whatever the folder size.
+  true&pin=true&cid-version=0``, the multipart/form-data body streamed one file at a time with
+  its exact ``Content-Length`` (:class:`~speak_encoder.storage.kubo_multipart.MultipartFolder`).
+  Memory is bounded whatever the folder size.
 * ``cat`` streams to a file, resumable with ``offset``, abandoned after ``stall_timeout``
   seconds without a byte. Its body is read by :mod:`~speak_encoder.storage.kubo_stream` (one
   HTTP/1.1 connection per body, chunked framing decoded per chunk, not per 64 KiB event):
@@ -13,9 +11,8 @@
   fetch stage).
 * Three separate timeouts: ``connect``; ``upload_stall`` (the peer accepts no byte of the body
   for that long); ``processing`` (no answer once the body is sent: DAG writes, pinning).
-* Errors are translated at this boundary (see :mod:`speak_encoder.errors`): a Kubo
-  error JSON (HTTP 500 ``{"Message","Code","Type"}``) → :class:`IpfsApiError` (or
-  :class:`IpfsTimeout` when the node says it timed out), 4xx → :class:`IpfsRequestRejected`,
+* Errors are translated at this boundary (:mod:`~speak_encoder.storage.kubo_answers`): a Kubo
+  error JSON → :class:`IpfsApiError` / :class:`IpfsTimeout`, 4xx → :class:`IpfsRequestRejected`,
   an HTML page or broken JSON → :class:`IpfsBadResponse`, connection problems →
   :class:`IpfsUnavailable` / :class:`IpfsTimeout`. ``pin_ls`` answers ``False`` for
   "not pinned"; it does not raise.
@@ -23,15 +20,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
-import secrets
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -44,23 +39,21 @@ from speak_encoder.errors import (
     IpfsBadResponse,
     IpfsRequestRejected,
     IpfsTimeout,
-    IpfsUnavailable,
 )
-from speak_encoder.http_errors import TIMEOUTS, Failure, failure_of, retryable_status
+from speak_encoder.storage.kubo_answers import (
+    as_int,
+    error_for_response,
+    json_object,
+    looks_html,
+    map_transport_error,
+)
+from speak_encoder.storage.kubo_multipart import DEFAULT_IO_CHUNK, MultipartFolder, ProgressCallback
 from speak_encoder.storage.kubo_stream import BodyStream, open_direct, open_via_httpx, opened
-from speak_encoder.storage.unixfs import walk_files
 
-#: ``on_progress(bytes_done, bytes_total)`` during uploads and downloads.
-ProgressCallback = Callable[[int, int], None]
-
-#: Bytes per read of a file being uploaded / per write of a download.
-DEFAULT_IO_CHUNK = 1024 * 1024
 #: Seconds of a small RPC call (id, version, pin/ls …) once connected.
 DEFAULT_CALL_TIMEOUT_S = 60.0
 #: Bytes of an error answer read to explain it (a Kubo error JSON, a proxy page).
 ERROR_BODY_BYTES = 64 * 1024
-#: Messages by which Kubo / js-ipfs say a request ran out of time.
-_TIMEOUT_MARKERS = ("request timed out", "context deadline exceeded", "timeout")
 
 
 def api_base_url(address: str) -> str:
@@ -115,151 +108,6 @@ class LsLink:
     cid: str
     size: int
     type: int
-
-
-# --- multipart body --------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _Part:
-    path: Path
-    header: bytes
-    size: int
-
-
-class MultipartFolder:
-    """The multipart/form-data body of a folder upload, streamed one file at a time."""
-
-    def __init__(self, folder: Path, *, chunk_bytes: int = DEFAULT_IO_CHUNK) -> None:
-        self.folder = folder
-        self.chunk_bytes = chunk_bytes
-        self.boundary = "speak-encoder-" + secrets.token_hex(16)
-        self._parts: list[_Part] = []
-        for rel, path in walk_files(folder):
-            header = (
-                f"--{self.boundary}\r\n"
-                f'Content-Disposition: form-data; name="file"; filename="{quote(rel, safe="")}"\r\n'
-                "Content-Type: application/octet-stream\r\n\r\n"
-            ).encode("ascii")
-            self._parts.append(_Part(path, header, path.stat().st_size))
-        self._closing = f"--{self.boundary}--\r\n".encode("ascii")
-        self.content_length = sum(len(part.header) + part.size + 2 for part in self._parts) + len(
-            self._closing
-        )
-
-    @property
-    def files(self) -> int:
-        return len(self._parts)
-
-    @property
-    def content_type(self) -> str:
-        return f"multipart/form-data; boundary={self.boundary}"
-
-    async def stream(self, on_progress: ProgressCallback | None = None) -> AsyncIterator[bytes]:
-        """Yield the body; exactly one file is open at any moment."""
-        sent = 0
-        total = self.content_length
-        for part in self._parts:
-            yield part.header
-            sent += len(part.header)
-            remaining = part.size
-            with open(part.path, "rb", buffering=0) as handle:
-                while remaining > 0:
-                    data = await asyncio.to_thread(handle.read, min(self.chunk_bytes, remaining))
-                    if not data:
-                        raise IpfsBadResponse(
-                            f"{part.path} shrank while it was uploaded; the upload is invalid"
-                        )
-                    remaining -= len(data)
-                    sent += len(data)
-                    yield data
-                    if on_progress is not None:
-                        on_progress(sent, total)
-                if handle.read(1):
-                    raise IpfsBadResponse(
-                        f"{part.path} grew while it was uploaded; the upload is invalid"
-                    )
-            yield b"\r\n"
-            sent += 2
-        yield self._closing
-        if on_progress is not None:
-            on_progress(total, total)
-
-
-# --- responses -------------------------------------------------------------------------------
-
-
-def _as_int(value: Any) -> int:
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _looks_html(content_type: str, body: bytes) -> bool:
-    head = body.lstrip()[:15].lower()
-    return "text/html" in content_type or head.startswith((b"<!doctype", b"<html", b"<"))
-
-
-def error_for_response(status: int, content_type: str, body: bytes, what: str) -> Exception:
-    """Translate a non-200 answer into the error tree."""
-    if _looks_html(content_type, body):
-        return IpfsBadResponse(
-            f"{what}: HTTP {status} with an HTML page (a proxy error page?), not the IPFS API"
-        )
-    message: str | None = None
-    code: int | None = None
-    try:
-        data = json.loads(body)
-        if isinstance(data, dict) and "Message" in data:
-            message = str(data["Message"])
-            code = _as_int(data.get("Code"))
-    except ValueError:
-        pass
-    text = message if message is not None else body[:300].decode(errors="replace").strip()
-    if message is not None and any(marker in message.lower() for marker in _TIMEOUT_MARKERS):
-        return IpfsTimeout(f"{what}: the IPFS node timed out ({message})")
-    if retryable_status(status):
-        if message is None and status == 500:
-            return IpfsBadResponse(f"{what}: HTTP 500 without a Kubo error message: {text!r}")
-        return IpfsApiError(
-            f"{what}: IPFS node error (HTTP {status}): {text}", status=status, code=code
-        )
-    return IpfsRequestRejected(
-        f"{what}: IPFS node refused the request (HTTP {status}): {text}", status
-    )
-
-
-def json_object(body: bytes, what: str) -> dict[str, Any]:
-    try:
-        data = json.loads(body)
-    except ValueError:
-        if _looks_html("", body):
-            raise IpfsBadResponse(f"{what}: an HTML page instead of JSON") from None
-        raise IpfsBadResponse(f"{what}: invalid JSON: {body[:200]!r}") from None
-    if not isinstance(data, dict):
-        raise IpfsBadResponse(f"{what}: expected a JSON object, got {type(data).__name__}")
-    return data
-
-
-def map_transport_error(exc: httpx.HTTPError, what: str, timeouts: httpx.Timeout) -> Exception:
-    """An httpx failure of an IPFS endpoint (:func:`speak_encoder.http_errors.failure_of`)."""
-    failure = failure_of(exc)
-    if failure is Failure.CONNECT_TIMEOUT:
-        return IpfsTimeout(f"{what}: no connection within {timeouts.connect} s")
-    if failure is Failure.WRITE_TIMEOUT:
-        return IpfsTimeout(
-            f"{what}: upload stalled, the node accepted no byte for {timeouts.write} s"
-        )
-    if failure is Failure.READ_TIMEOUT and isinstance(exc, httpx.ReadTimeout):
-        return IpfsTimeout(f"{what}: no answer from the node for {timeouts.read} s")
-    if failure in TIMEOUTS:
-        return IpfsTimeout(f"{what}: timed out ({exc})")
-    if failure is Failure.CONNECT:
-        return IpfsUnavailable(f"{what}: cannot connect to the IPFS node ({exc})")
-    return IpfsUnavailable(
-        f"{what}: connection to the IPFS node failed ({type(exc).__name__}: {exc})"
-    )
 
 
 class KuboClient:
@@ -350,7 +198,7 @@ class KuboClient:
         content_type = response.headers.get("content-type", "")
         if response.status_code != 200:
             raise error_for_response(response.status_code, content_type, response.content, what)
-        if _looks_html(content_type, response.content):
+        if looks_html(content_type, response.content):
             raise IpfsBadResponse(f"{what}: an HTML page instead of the IPFS API")
         return response.content
 
@@ -454,7 +302,7 @@ class KuboClient:
         try:
             data = json.loads(line)
         except ValueError:
-            if _looks_html("", line.encode()):
+            if looks_html("", line.encode()):
                 raise IpfsBadResponse(f"{what}: an HTML page instead of the add answer") from None
             raise IpfsBadResponse(f"{what}: invalid NDJSON line {line[:200]!r}") from None
         if not isinstance(data, dict):
@@ -463,7 +311,7 @@ class KuboClient:
             raise IpfsApiError(f"{what}: {data['Message']}")
         if "Hash" not in data:  # progress line ({"Name","Bytes"})
             return None
-        return AddedEntry(str(data.get("Name", "")), str(data["Hash"]), _as_int(data.get("Size")))
+        return AddedEntry(str(data.get("Name", "")), str(data["Hash"]), as_int(data.get("Size")))
 
     async def open_cat(
         self,
@@ -524,7 +372,7 @@ class KuboClient:
                 raise error_for_response(answer.status, content_type, body, what)
             if "text/html" in content_type:
                 raise IpfsBadResponse(f"{what}: an HTML page instead of the content")
-            total = _as_int(answer.headers.get("x-content-length")) or 0
+            total = as_int(answer.headers.get("x-content-length")) or 0
             with open(dest, mode) as out:
                 out.seek(offset)
                 out.truncate()
@@ -591,8 +439,8 @@ class KuboClient:
                     LsLink(
                         str(link.get("Name", "")),
                         str(link.get("Hash", "")),
-                        _as_int(link.get("Size")),
-                        _as_int(link.get("Type")),
+                        as_int(link.get("Size")),
+                        as_int(link.get("Type")),
                     )
                 )
         return links
@@ -600,15 +448,9 @@ class KuboClient:
 
 __all__ = [
     "DEFAULT_CALL_TIMEOUT_S",
-    "DEFAULT_IO_CHUNK",
     "AddResult",
     "AddedEntry",
     "KuboClient",
     "LsLink",
-    "MultipartFolder",
-    "ProgressCallback",
     "api_base_url",
-    "error_for_response",
-    "json_object",
-    "map_transport_error",
 ]

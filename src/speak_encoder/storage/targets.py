@@ -50,12 +50,8 @@ from speak_encoder.errors import (
     PublishIncomplete,
     SpeakEncoderError,
 )
-from speak_encoder.storage.kubo import (
-    KuboClient,
-    error_for_response,
-    json_object,
-    map_transport_error,
-)
+from speak_encoder.storage.kubo import KuboClient
+from speak_encoder.storage.kubo_answers import error_for_response, json_object, map_transport_error
 from speak_encoder.storage.pins import PendingPin, PinQueue, RetrySummary, retry_due
 
 #: ``on_progress(target_name, bytes_done, bytes_total)`` while a target uploads.

@@ -1,5 +1,8 @@
 """The reference 3Speak legacy encoder gateway (docs/protocols.md §2) as one real server.
 
+Why this module is long: it is one fake of one protocol. Its routes share one job table and one
+lock, so the state and the handlers that change it stay together.
+
 Used by the tests and by ``speak-encoder dev-gateway`` (try a node without the real network)::
 
     with ReferenceGateway(reassign_after=5) as gw:

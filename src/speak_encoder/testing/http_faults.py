@@ -1,5 +1,8 @@
 """A small, honest HTTP/1.1 server that misbehaves on request: the reference peer for fetch tests.
 
+Why this module is long: it is one server. Each fault is a small branch of its one request path
+(read, route, reply, send the body), so the faults and the path they bend stay together.
+
 It runs on ``127.0.0.1`` (random free port) in a background thread with its own event loop, so
 synchronous and asynchronous tests can both use it::
 

@@ -1,5 +1,8 @@
 """Sample media made with ffmpeg's lavfi sources: the inputs of docs/encoding.md §7, tiny and fast.
 
+Why this module is long: it is a catalogue: one table of small, independent sample recipes (most
+of its length), each a few lines of lavfi arguments. One table reads better than several.
+
 Used by the tests (generated once and cached), by ``make demo`` and by the benchmarks.
 Every sample is a few seconds of small frames unless its point is to be long or large.
 """
