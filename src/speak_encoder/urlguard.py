@@ -1,7 +1,7 @@
 """The SSRF guard: URLs that outside parties give the node (webhooks, remote sources).
 
 It lives at the bottom of the layers (like ``config`` and ``proc``) because both the job sources
-(webhooks, gateway claims: ``sources.ssrf`` re-exports it) and the fetch stage (every hop of a
+(webhooks, gateway and embed claims, the Direct API) and the fetch stage (every hop of a
 source download, ``pipeline.fetch``) use it.
 
 A job source hands the node URLs written by someone else: the Direct API's ``webhook_url``, an

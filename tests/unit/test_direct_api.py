@@ -27,7 +27,7 @@ from speak_encoder.node.models import JobState, SourceKind
 from speak_encoder.node.store import JobStore
 from speak_encoder.sources.direct_api import bind_socket, create_app, serve
 from speak_encoder.sources.direct_request import DirectJobRequest, to_new_job
-from speak_encoder.sources.ssrf import UrlGuard, system_resolve
+from speak_encoder.urlguard import UrlGuard, system_resolve
 
 KEY = "direct-key-5b0c-0123456"
 HOOK_KEY = "hook-secret-key-77"

@@ -8,7 +8,7 @@ import ipaddress
 import pytest
 
 from speak_encoder.errors import NetworkError
-from speak_encoder.sources.ssrf import UnsafeUrl, UrlGuard, address_problem, check_public_url
+from speak_encoder.urlguard import UnsafeUrl, UrlGuard, address_problem, check_public_url
 
 RPC = "/ip4/127.0.0.1/tcp/5001"
 

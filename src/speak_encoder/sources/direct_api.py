@@ -66,8 +66,8 @@ from speak_encoder.sources.direct_request import (
     to_new_job,
     wire_status,
 )
-from speak_encoder.sources.ssrf import UnsafeUrl, UrlGuard
 from speak_encoder.sources.webhooks import iso_utc
+from speak_encoder.urlguard import UnsafeUrl, UrlGuard
 
 log = logging.getLogger(__name__)
 

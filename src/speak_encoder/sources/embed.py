@@ -58,9 +58,9 @@ from speak_encoder.sources.gateway_protocol import (
     read_update_notice,
     run_poller,
 )
-from speak_encoder.sources.ssrf import UnsafeUrl, check_public_url
 from speak_encoder.sources.webhook_delivery import OutboxDeliverer
 from speak_encoder.sources.webhooks import WebhookHooks
+from speak_encoder.urlguard import UnsafeUrl, check_public_url
 
 log = logging.getLogger(__name__)
 

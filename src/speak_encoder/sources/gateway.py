@@ -72,7 +72,7 @@ from speak_encoder.sources.gateway_protocol import (
     read_update_notice,
     run_poller,
 )
-from speak_encoder.sources.ssrf import UnsafeUrl, check_public_url
+from speak_encoder.urlguard import UnsafeUrl, check_public_url
 
 log = logging.getLogger(__name__)
 

@@ -43,8 +43,8 @@ from speak_encoder.errors import NetworkError
 from speak_encoder.http_errors import retryable_status
 from speak_encoder.node.models import OutboxItem
 from speak_encoder.node.store import JobStore
-from speak_encoder.sources.ssrf import PinnedUrl, UnsafeUrl, UrlGuard
 from speak_encoder.sources.webhooks import PROGRESS_TIMEOUT_S, WEBHOOK_KINDS, progress_url
+from speak_encoder.urlguard import PinnedUrl, UnsafeUrl, UrlGuard
 
 log = logging.getLogger(__name__)
 
