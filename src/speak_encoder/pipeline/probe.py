@@ -17,8 +17,9 @@ anything is decoded (issue 11):
   allocates a frame above it (a 4.5 MB file of 16000×16000 PNG frames would take 4.7 GB), and a
   stream announcing a larger frame is refused.
 * **Length from the streams** (``MAX_SOURCE_DURATION``): the length a container *announces* is
-  checked against the limit first; then one demux pass (no decoding, :func:`scan_packets`)
-  reads every packet's timestamps. The job's length is what the streams really hold — the last
+  checked against the limit first; one demux pass (no decoding, :func:`scan_packets`, started
+  beside the ffprobe pass with the same whitelists and cancelled when that pass refuses the
+  file) reads every packet's timestamps. The job's length is what the streams really hold — the last
   video timestamp, not a header that says 1000 hours — and a source whose streams end well
   before what it announces (``TRUNCATION_TOLERANCE_S`` / ``_FRACTION``, the rule the verify
   stage applies to the output) is refused as truncated: a partial upload and a forged header
@@ -378,6 +379,27 @@ async def probe(
     size = path.stat().st_size
     if size == 0:
         raise MediaError("the source is empty (0 bytes)")
+    # The packet scan runs beside the ffprobe pass (each is mostly ffprobe's start-up on a
+    # short file): the same whitelists apply to both, so both read the file with the same
+    # demuxer; a refusal below cancels the scan.
+    scan = asyncio.ensure_future(scan_packets(path, ffprobe=ffprobe, demuxer=None, limits=limits))
+    try:
+        info, announced = await _describe(path, size, ffprobe=ffprobe, limits=limits)
+        span = await scan
+    finally:
+        if not scan.done():
+            scan.cancel()
+        await asyncio.wait({scan})  # the scan's ffprobe is stopped before the error goes up
+    video = info.video
+    indexes = {video.index} | ({info.audio.index} if info.audio is not None else set())
+    return measured_info(info, span, indexes, announced, limits)
+
+
+async def _describe(
+    path: Path, size: int, *, ffprobe: str, limits: ProbeLimits
+) -> tuple[MediaInfo, float | None]:
+    """The ffprobe pass: streams and format, refused when ``limits`` say so; plus the
+    announced duration."""
     argv = [
         ffprobe, "-v", "error", "-hide_banner", *source_input_options(None, limits.max_pixels),
         "-print_format", "json", "-show_format", "-show_streams", "-i", f"file:{path}",
@@ -421,9 +443,7 @@ async def probe(
     video = info.video
     if video.width * video.height > limits.max_pixels:
         raise pixels_error(video.width, video.height, limits.max_pixels)
-    indexes = {video.index} | ({info.audio.index} if info.audio is not None else set())
-    span = await scan_packets(path, ffprobe=ffprobe, demuxer=demuxer, limits=limits)
-    return measured_info(info, span, indexes, announced, limits)
+    return info, announced
 
 
 # --- the packet scan: how long the streams really are -----------------------------------------
@@ -476,7 +496,7 @@ def parse_packet_line(line: str) -> tuple[int, float, float] | None:
 
 
 async def scan_packets(
-    path: Path, *, ffprobe: str, demuxer: str, limits: ProbeLimits
+    path: Path, *, ffprobe: str, demuxer: str | None, limits: ProbeLimits
 ) -> StreamSpan:
     """Demux ``path`` once (no decoding) and keep each stream's first and last timestamp.
 
