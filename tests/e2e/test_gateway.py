@@ -73,6 +73,12 @@ class Harness:
         await self.source.client.aclose()
         self.store.close()
 
+    async def __aenter__(self) -> Harness:
+        return self
+
+    async def __aexit__(self, *_exc: object) -> None:
+        await self.close()
+
 
 def harness(
     make_settings: Callable[..., Settings], gw: ReferenceGateway, key: NodeKey, **kw: Any
@@ -80,24 +86,32 @@ def harness(
     return Harness(make_settings(gateway_url=gw.url, **kw), key)
 
 
+OpenHarness = Callable[..., Harness]
+
+
+@pytest.fixture
+def open_harness(
+    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
+    node_key: NodeKey,
+) -> OpenHarness:  # fmt: skip
+    """A :class:`Harness` on the test's reference gateway and node key (``**kw``: settings)."""
+    return lambda **kw: harness(gateway_settings, reference_gateway, node_key, **kw)
+
+
 # --- claiming --------------------------------------------------------------------------------
 
 
 def test_register_poll_claim_and_submit(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
-    node_key: NodeKey,
-) -> None:  # fmt: skip
+    open_harness: OpenHarness, reference_gateway: ReferenceGateway, node_key: NodeKey
+) -> None:
     gw = reference_gateway
     gw.preassign = False
     offered = gw.add_job("http://127.0.0.1:9/v.mp4", size=4321, owner="bob", permlink="vid")
 
     async def scenario() -> None:
-        h = harness(gateway_settings, gw, node_key)
-        try:
+        async with open_harness() as h:
             await h.source.cycle()
             await h.source.cycle()  # capacity is 1 and one job is queued: no poll now
-        finally:
-            await h.close()
         [job] = h.jobs()
         assert (job.kind, job.external_id, job.dedup_key) == (
             SourceKind.GATEWAY, offered["id"], f"gateway:{offered['id']}",
@@ -127,18 +141,14 @@ def test_register_poll_claim_and_submit(
 
 
 def test_my_job_is_still_accepted(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
-    node_key: NodeKey,
-) -> None:  # fmt: skip
+    open_harness: OpenHarness, reference_gateway: ReferenceGateway
+) -> None:
     gw = reference_gateway
     offered = gw.add_job("ipfs://" + CID_HELLO)
 
     async def scenario() -> None:
-        h = harness(gateway_settings, gw, node_key)
-        try:
+        async with open_harness() as h:
             await h.source.cycle()
-        finally:
-            await h.close()
         assert [j.external_id for j in h.jobs()] == [offered["id"]]
 
     run(scenario())
@@ -147,9 +157,11 @@ def test_my_job_is_still_accepted(
 
 
 def test_race_answers_are_skipped_silently(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
-    node_key: NodeKey, caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+    open_harness: OpenHarness,
+    reference_gateway: ReferenceGateway,
+    node_key: NodeKey,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     gw = reference_gateway
     gw.preassign = False
     offered = gw.add_job("http://127.0.0.1:9/v.mp4")
@@ -157,12 +169,9 @@ def test_race_answers_are_skipped_silently(
     gw.reassign(offered["id"], rival.did)
 
     async def scenario() -> None:
-        h = harness(gateway_settings, gw, node_key)
-        try:
+        async with open_harness() as h:
             assert await h.source.claim(offered) is False  # jobstatus shows the rival
             assert await h.source.client.accept_job(offered["id"]) is False  # 409
-        finally:
-            await h.close()
         assert h.jobs() == []
 
     with caplog.at_level(logging.INFO):
@@ -171,21 +180,17 @@ def test_race_answers_are_skipped_silently(
 
 
 def test_refused_sources_are_not_claimed(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
-    node_key: NodeKey,
-) -> None:  # fmt: skip
+    open_harness: OpenHarness, reference_gateway: ReferenceGateway
+) -> None:
     gw = reference_gateway
     gw.preassign = False
     private = gw.add_job("http://127.0.0.1:5001/api/v0/cat?arg=x")
     local = gw.add_job("/etc/passwd")
 
     async def scenario() -> None:
-        h = harness(gateway_settings, gw, node_key, allow_private_urls=False)
-        try:
+        async with open_harness(allow_private_urls=False) as h:
             assert await h.source.claim(private) is False
             assert await h.source.claim(local) is False
-        finally:
-            await h.close()
         assert h.jobs() == []
 
     run(scenario())
@@ -207,12 +212,10 @@ def test_gateway_errors_back_off_then_recover(
             gw.fail_next(route, fault, times=2)
 
         async def scenario() -> list[float]:
-            h = harness(gateway_settings, gw, node_key, gateway_timeout=0.5,
-                        gateway_poll_interval=1.0)  # fmt: skip
-            try:
+            async with harness(
+                gateway_settings, gw, node_key, gateway_timeout=0.5, gateway_poll_interval=1.0
+            ) as h:
                 delays = [await h.source.cycle() for _ in range(6)]
-            finally:
-                await h.close()
             assert [j.external_id for j in h.jobs()] == [offered["id"]]
             return delays
 
@@ -225,41 +228,33 @@ def test_gateway_errors_back_off_then_recover(
 
 
 def test_404_means_no_job_and_is_not_an_error(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
-    node_key: NodeKey,
-) -> None:  # fmt: skip
+    open_harness: OpenHarness, reference_gateway: ReferenceGateway
+) -> None:
     gw = reference_gateway
     gw.fail_next("myJob", "404")
 
     async def scenario() -> float:
-        h = harness(gateway_settings, gw, node_key, gateway_poll_interval=1.0)
-        try:
+        async with open_harness(gateway_poll_interval=1.0) as h:
             return await h.source.cycle()
-        finally:
-            await h.close()
 
     assert 0.8 <= run(scenario()) <= 1.2
     assert [c.status for c in gw.calls("getJob")] == [404]
 
 
 def test_signature_rejected_backs_off_with_a_hint(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
-    node_key: NodeKey, caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+    open_harness: OpenHarness, reference_gateway: ReferenceGateway, caplog: pytest.LogCaptureFixture
+) -> None:
     gw = reference_gateway
     gw.refuse_signatures = True
     gw.add_job("http://127.0.0.1:9/v.mp4")
 
     async def scenario() -> list[float]:
-        h = harness(gateway_settings, gw, node_key, gateway_poll_interval=1.0)
-        try:
+        async with open_harness(gateway_poll_interval=1.0) as h:
             delays = [await h.source.cycle(), await h.source.cycle()]
             gw.refuse_signatures = False
             await h.source.cycle()
             assert len(h.jobs()) == 1
             return delays
-        finally:
-            await h.close()
 
     with caplog.at_level(logging.INFO):
         delays = run(scenario())
@@ -270,19 +265,15 @@ def test_signature_rejected_backs_off_with_a_hint(
 
 
 def test_needs_update_is_logged_and_exposed(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
-    node_key: NodeKey, caplog: pytest.LogCaptureFixture,
-) -> None:  # fmt: skip
+    open_harness: OpenHarness, reference_gateway: ReferenceGateway, caplog: pytest.LogCaptureFixture
+) -> None:
     gw = reference_gateway
     gw.needs_update, gw.latest_version = True, "2.0.0"
 
     async def scenario() -> GatewaySource:
-        h = harness(gateway_settings, gw, node_key)
-        try:
+        async with open_harness() as h:
             await h.source.cycle()
             await h.source.cycle()
-        finally:
-            await h.close()
         return h.source
 
     with caplog.at_level(logging.WARNING):
@@ -316,16 +307,14 @@ async def _settle(hooks: GatewayHooks) -> None:
 
 
 def test_pings_are_throttled_and_keep_the_job_alive(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
-    node_key: NodeKey,
-) -> None:  # fmt: skip
+    open_harness: OpenHarness, reference_gateway: ReferenceGateway
+) -> None:
     gw = reference_gateway
 
     async def scenario() -> None:
-        h = harness(gateway_settings, gw, node_key)
-        clock = FakeClock()
-        h.hooks.clock = clock
-        try:
+        async with open_harness() as h:
+            clock = FakeClock()
+            h.hooks.clock = clock
             job = await _claimed(h, gw)
             steps = [
                 (0.0, Stage.FETCH, 0.1),  # first: at once
@@ -340,8 +329,6 @@ def test_pings_are_throttled_and_keep_the_job_alive(
                 h.hooks.progress(job, stage, fraction)
                 h.hooks.progress(job, stage, fraction)  # never two in flight
                 await _settle(h.hooks)
-        finally:
-            await h.close()
 
     run(scenario())
     pings = [c.payload for c in gw.calls("pingJob")]
@@ -354,22 +341,18 @@ def test_pings_are_throttled_and_keep_the_job_alive(
 
 
 def test_a_job_taken_by_another_did_is_cancelled_not_finished(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
-    node_key: NodeKey,
-) -> None:  # fmt: skip
+    open_harness: OpenHarness, reference_gateway: ReferenceGateway, node_key: NodeKey
+) -> None:
     gw = reference_gateway
 
     async def scenario() -> Job:
-        h = harness(gateway_settings, gw, node_key)
-        try:
+        async with open_harness() as h:
             job = await _claimed(h, gw)
             gw.reassign(str(job.external_id), new_node_key().did)
             h.hooks.progress(job, Stage.ENCODE, 0.5)
             await _settle(h.hooks)
             h.hooks.progress(job, Stage.ENCODE, 0.9)  # lost: no more pings
             return h.store.require(job.id)
-        finally:
-            await h.close()
 
     job = run(scenario())
     assert job.state is JobState.CANCELLED
@@ -378,14 +361,12 @@ def test_a_job_taken_by_another_did_is_cancelled_not_finished(
 
 
 def test_finish_fail_reject_go_through_the_outbox_once(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
-    node_key: NodeKey,
-) -> None:  # fmt: skip
+    open_harness: OpenHarness, reference_gateway: ReferenceGateway
+) -> None:
     gw = reference_gateway
 
     async def scenario() -> None:
-        h = harness(gateway_settings, gw, node_key)
-        try:
+        async with open_harness() as h:
             job = await _claimed(h, gw)
             gw.fail_next("finishJob", "500", times=1)
             running = h.store.claim(h.settings.node_name, lease_seconds=60)
@@ -418,8 +399,6 @@ def test_finish_fail_reject_go_through_the_outbox_once(
             h.store.outbox_put(second.id, report)
             await h.hooks.failed(second, MediaError("not a video"))
             await h.hooks.deliver_due()
-        finally:
-            await h.close()
 
     run(scenario())
     finishes = gw.calls("finishJob")
@@ -463,19 +442,15 @@ def test_finish_answers(gateway_settings: Callable[..., Settings], node_key: Nod
 
 
 def test_released_rejects_and_does_not_resume(
-    gateway_settings: Callable[..., Settings], reference_gateway: ReferenceGateway,
-    node_key: NodeKey,
-) -> None:  # fmt: skip
+    open_harness: OpenHarness, reference_gateway: ReferenceGateway
+) -> None:
     gw = reference_gateway
 
     async def scenario() -> Job:
-        h = harness(gateway_settings, gw, node_key)
-        try:
+        async with open_harness() as h:
             job = await _claimed(h, gw)
             await h.hooks.released(job)
             return h.store.require(job.id)
-        finally:
-            await h.close()
 
     job = run(scenario())
     assert job.state is JobState.CANCELLED
@@ -509,6 +484,13 @@ def _local_job(node: GatewayNodeProcess) -> Job | None:
     return jobs[0] if jobs else None
 
 
+def _completed_locally(node: GatewayNodeProcess) -> Job:
+    """The node's one job, once its own store has it complete."""
+    job: Job = _wait(lambda: (j := _local_job(node)) and j.state is JobState.COMPLETE and j,
+                     "local completion", node)  # fmt: skip
+    return job
+
+
 def test_end_to_end_encode_publish_finish_with_pings_in_every_stage(
     make_gateway_node: Callable[..., GatewayNodeProcess], reference_gateway: ReferenceGateway,
     node_key: NodeKey, ipfs_node: JsIpfsNode, sample: Callable[[str], Path],
@@ -527,8 +509,7 @@ def test_end_to_end_encode_publish_finish_with_pings_in_every_stage(
         )  # fmt: skip
         node.start()
         _wait(lambda: gw.job(offered["id"]).status == "complete", "finishJob", node, timeout=120)
-        job = _wait(lambda: (j := _local_job(node)) and j.state is JobState.COMPLETE and j,
-                    "local completion", node)  # fmt: skip
+        job = _completed_locally(node)
     shown = json.loads(node.cli("jobs", "show", job.id, "--json").stdout)
     [finish] = gw.calls("finishJob")
     assert finish.payload == {"job_id": offered["id"], "output": {"cid": shown["result"]["cid"]}}
@@ -561,8 +542,7 @@ def test_kill9_mid_encode_resumes_without_second_accept_or_finish(
         assert gw.job(offered["id"]).status in ("accepted", "running")
         node.start()
         _wait(lambda: gw.job(offered["id"]).status == "complete", "finishJob", node)
-        job = _wait(lambda: (j := _local_job(node)) and j.state is JobState.COMPLETE and j,
-                    "local completion", node)  # fmt: skip
+        job = _completed_locally(node)
         # three more poll rounds after the completion: nothing is claimed or finished again
         rounds = len(gw.calls("getJob"))
         _wait(lambda: len(gw.calls("getJob")) >= rounds + 3, "three more poll rounds", node)

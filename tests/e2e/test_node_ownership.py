@@ -27,14 +27,6 @@ from tests.support.node_fixtures import CLI, NodeProcess, ffmpeg_children, wait_
 MakeNode = Callable[..., NodeProcess]
 
 
-def wait_log(node: NodeProcess, text: str, timeout: float = 60) -> None:
-    deadline = time.monotonic() + timeout
-    while text not in node.log():
-        assert node.alive(), node.log()[-2000:]
-        assert time.monotonic() < deadline, f"{text!r} never logged:\n{node.log()[-2000:]}"
-        time.sleep(0.1)
-
-
 def wait_ffmpeg(pid: int, timeout: float = 60) -> list[psutil.Process]:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -58,7 +50,7 @@ def test_the_lock_refuses_a_second_owner_and_is_released(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_a_second_run_on_one_data_dir_exits_at_once(make_node: MakeNode) -> None:
     node = make_node("owner").start()
-    wait_log(node, "ready")
+    node.wait_log("ready")
     second = node.cli("run", timeout=30)
     assert second.returncode == 1
     assert f"another node (pid {node.pid}) owns DATA_DIR" in second.stderr
@@ -70,7 +62,7 @@ def test_a_second_run_on_one_data_dir_exits_at_once(make_node: MakeNode) -> None
     assert "owns DATA_DIR" not in doctor.stdout + doctor.stderr
     node.kill9()  # the kernel releases the lock with the process
     again = node.start()
-    wait_log(again, "ready")
+    again.wait_log("ready")
     assert again.alive()
 
 

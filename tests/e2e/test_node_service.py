@@ -17,7 +17,7 @@ import httpx
 import psutil
 import pytest
 
-from speak_encoder.node.models import JobState, Stage
+from speak_encoder.node.models import Job, JobState, Stage
 from speak_encoder.private_files import WORK_MARKER
 from speak_encoder.testing.http_faults import BytesPayload, FaultServer
 from speak_encoder.testing.ipfs_node import JsIpfsNode
@@ -51,6 +51,20 @@ def assert_clean_completion(node: NodeProcess, job_id: str) -> dict[str, object]
         time.sleep(0.1)
     assert node.work_entries() == [], "work folder left behind"
     return job.result
+
+
+def mid_encode(job: Job) -> bool:
+    return job.stage is Stage.ENCODE and job.progress.get("encode", 0) > 0
+
+
+def slow_fullhd_mid_encode(make_node: MakeNode, sample: Callable[[str], Path], **env: str
+                           ) -> tuple[NodeProcess, str]:  # fmt: skip
+    """A node started on the full-HD clip at preset veryslow (minutes), once its encode runs."""
+    node = make_node(ENCODER_PRESET="veryslow", **env)
+    job_id = node.submit(str(sample("fullhd")))
+    node.start()
+    node.wait_for(job_id, mid_encode, what="mid-encode")
+    return node, job_id
 
 
 def encoding(node: NodeProcess) -> bool:
@@ -122,11 +136,7 @@ def test_kill9_mid_fetch_restarts_the_download(
 def test_kill9_mid_encode_and_sigterm_mid_encode(
     make_node: MakeNode, sample: Callable[[str], Path]
 ) -> None:
-    node = make_node(ENCODER_PRESET="veryslow", SHUTDOWN_GRACE="0")
-    job_id = node.submit(str(sample("fullhd")))
-    node.start()
-    node.wait_for(job_id, lambda j: j.stage is Stage.ENCODE and j.progress.get("encode", 0) > 0,
-                  what="mid-encode")  # fmt: skip
+    node, job_id = slow_fullhd_mid_encode(make_node, sample, SHUTDOWN_GRACE="0")
     ffmpeg = [p for p in psutil.Process(node.pid).children(recursive=True) if p.name() == "ffmpeg"]
     assert ffmpeg
     # SIGTERM with no grace: the running job is requeued with its checkpoints, exit 0
@@ -136,8 +146,7 @@ def test_kill9_mid_encode_and_sigterm_mid_encode(
     assert "requeued" in node.log()
     # start again, then a kill -9 in the middle of the encode
     node.start()
-    node.wait_for(job_id, lambda j: j.stage is Stage.ENCODE and j.progress.get("encode", 0) > 0,
-                  what="mid-encode again")  # fmt: skip
+    node.wait_for(job_id, mid_encode, what="mid-encode again")
     node.kill9()
     node.env["ENCODER_PRESET"] = "ultrafast"
     node.start()
@@ -213,9 +222,7 @@ def test_memory_critical_pauses_intake(make_node: MakeNode, sample: Callable[[st
     node = make_node(MEMORY_CRITICAL_MB="1", MEMORY_WARN_MB="1")
     job_id = node.submit(str(sample("landscape")))
     node.start()
-    deadline = time.monotonic() + 8
-    while "intake paused" not in node.log() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    node.wait_log("intake paused", timeout=8)
     assert "⏸️ intake paused: memory above MEMORY_CRITICAL_MB" in node.log()
     assert "⚠️ HIGH MEMORY" in node.log()
     assert node.job(job_id).state is JobState.QUEUED
@@ -279,9 +286,7 @@ def test_a_job_that_does_not_fit_on_the_disk_is_not_started(
     node = make_node(DISK_FACTOR="1000000000")  # the clip "needs" petabytes
     job_id = node.submit(str(sample("landscape")))
     node.start()
-    deadline = time.monotonic() + 10
-    while "not started" not in node.log() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    node.wait_log("not started", timeout=10)
     assert "💽 job" in node.log() and "not started" in node.log()
     job = node.job(job_id)
     assert job.state is JobState.QUEUED and job.attempts == 0
@@ -292,11 +297,7 @@ def test_a_job_that_does_not_fit_on_the_disk_is_not_started(
 def test_a_second_signal_stops_at_once_and_the_job_resumes(
     make_node: MakeNode, sample: Callable[[str], Path]
 ) -> None:
-    node = make_node(ENCODER_PRESET="veryslow", SHUTDOWN_GRACE="600")
-    job_id = node.submit(str(sample("fullhd")))
-    node.start()
-    node.wait_for(job_id, lambda j: j.stage is Stage.ENCODE and j.progress.get("encode", 0) > 0,
-                  what="mid-encode")  # fmt: skip
+    node, job_id = slow_fullhd_mid_encode(make_node, sample, SHUTDOWN_GRACE="600")
     assert node.proc is not None
     node.proc.send_signal(signal.SIGTERM)  # graceful: would wait up to 600 s…
     time.sleep(1.0)

@@ -84,6 +84,15 @@ def ping(owner: str, permlink: str, progress: int = 40, stage: str = "encode") -
     return {"owner": owner, "permlink": permlink, "progress": progress, "stage": stage}
 
 
+def claimed_token(embed: EmbedServer, key: NodeKey) -> str:
+    """Register ``key``, add alice's video ``clip`` and claim its job: the callback token."""
+    register(embed, key)
+    embed.add_video("alice", "clip", CID)
+    token = str(my_job(embed, key).json()["job"]["api_key"])
+    assert TOKEN.match(token), token
+    return token
+
+
 @pytest.fixture
 def embed() -> Iterator[EmbedServer]:
     with EmbedServer(ipfs_gateway=LOOPBACK_GATEWAY) as server:
@@ -336,9 +345,7 @@ def test_a_failure_requeues_the_job_twice_then_fails_it_for_good(
 def test_progress_is_validated_then_looked_up_then_authorised(
     embed: EmbedServer, node_key: NodeKey
 ) -> None:
-    register(embed, node_key)
-    embed.add_video("alice", "clip", CID)
-    token = my_job(embed, node_key).json()["job"]["api_key"]
+    token = claimed_token(embed, node_key)
     required = {"error": "owner, permlink, and progress (number) are required"}
     for body in ({"owner": "alice", "permlink": "clip"}, {"owner": "", "permlink": "clip",
                  "progress": 5}, {"owner": "alice", "permlink": "clip", "progress": "5"},
@@ -361,9 +368,7 @@ def test_progress_is_validated_then_looked_up_then_authorised(
 def test_a_ping_after_the_completion_unpublishes_the_video(
     embed: EmbedServer, node_key: NodeKey
 ) -> None:
-    register(embed, node_key)
-    embed.add_video("alice", "clip", CID)
-    token = my_job(embed, node_key).json()["job"]["api_key"]
+    token = claimed_token(embed, node_key)
     assert hook(embed, token, complete("alice", "clip")).status_code == 200
     assert embed.video("clip").status == "published"
     assert hook(embed, token, ping("alice", "clip", 99, "upload"), progress=True).status_code == 200
@@ -374,27 +379,31 @@ def test_a_ping_after_the_completion_unpublishes_the_video(
     assert job.status == "encoding"
 
 
-def send_in_background(send: Callable[[], httpx.Response]) -> tuple[threading.Thread, list[Any]]:
-    answers: list[Any] = []
-    thread = threading.Thread(target=lambda: answers.append(send()), daemon=True)
-    thread.start()
-    return thread, answers
+@contextlib.contextmanager
+def held(
+    embed: EmbedServer, route: str, send: Callable[[], httpx.Response]
+) -> Iterator[list[httpx.Response]]:
+    """``send`` in the background while ``route`` is held: the block runs once the request waits
+    at the server; on leaving it the hold ends and the list gets the request's one answer."""
+    answers: list[httpx.Response] = []
+    with embed.hold(route):
+        sender = threading.Thread(target=lambda: answers.append(send()), daemon=True)
+        sender.start()
+        embed.wait_for(lambda: embed.pending_requests(route) == 1, 10)
+        yield answers
+    sender.join(10)
+    assert len(answers) == 1, "the held request was not answered"
 
 
 def test_a_slow_progress_receiver_applies_an_earlier_ping_after_the_completion(
     embed: EmbedServer, node_key: NodeKey
 ) -> None:
-    register(embed, node_key)
-    embed.add_video("alice", "clip", CID)
-    token = my_job(embed, node_key).json()["job"]["api_key"]
-    with embed.hold("webhook/progress"):
-        sender, answers = send_in_background(
-            lambda: hook(embed, token, ping("alice", "clip"), progress=True)
-        )
-        embed.wait_for(lambda: embed.pending_requests("webhook/progress") == 1, 10)
+    token = claimed_token(embed, node_key)
+    with held(
+        embed, "webhook/progress", lambda: hook(embed, token, ping("alice", "clip"), progress=True)
+    ) as answers:
         assert hook(embed, token, complete("alice", "clip")).status_code == 200
         assert embed.video("clip").status == "published"
-    sender.join(10)
     [progress], [final] = embed.calls("webhook/progress"), embed.calls("webhook")
     assert answers[0].status_code == 200 and embed.pending_requests("webhook/progress") == 0
     assert progress.received_at < final.received_at < final.answered_at < progress.answered_at
@@ -405,15 +414,10 @@ def test_a_slow_progress_receiver_applies_an_earlier_ping_after_the_completion(
 def test_a_held_completion_takes_effect_after_a_later_ping(
     embed: EmbedServer, node_key: NodeKey
 ) -> None:
-    register(embed, node_key)
-    embed.add_video("alice", "clip", CID)
-    token = my_job(embed, node_key).json()["job"]["api_key"]
-    with embed.hold("webhook"):
-        sender, answers = send_in_background(lambda: hook(embed, token, complete("alice", "clip")))
-        embed.wait_for(lambda: embed.pending_requests("webhook") == 1, 10)
+    token = claimed_token(embed, node_key)
+    with held(embed, "webhook", lambda: hook(embed, token, complete("alice", "clip"))) as answers:
         assert hook(embed, token, ping("alice", "clip"), progress=True).status_code == 200
         assert embed.video("clip").status == "processing"
-    sender.join(10)
     assert answers[0].status_code == 200 and embed.video("clip").status == "published"
 
 
@@ -422,9 +426,7 @@ def test_the_delay_knobs_hold_each_report_before_it_is_processed(
     node_key: NodeKey, route: str
 ) -> None:
     with EmbedServer(webhook_delay=0.3, progress_delay=0.3) as embed:
-        register(embed, node_key)
-        embed.add_video("alice", "clip", CID)
-        token = my_job(embed, node_key).json()["job"]["api_key"]
+        token = claimed_token(embed, node_key)
         progress = route.endswith("progress")
         body = ping("alice", "clip") if progress else complete("alice", "clip")
         assert hook(embed, token, body, progress=progress).status_code == 200
@@ -436,9 +438,7 @@ def test_the_delay_knobs_hold_each_report_before_it_is_processed(
 
 
 def test_redispatch_resets_the_job_and_the_video(embed: EmbedServer, node_key: NodeKey) -> None:
-    register(embed, node_key)
-    embed.add_video("alice", "clip", CID)
-    token = my_job(embed, node_key).json()["job"]["api_key"]
+    token = claimed_token(embed, node_key)
     hook(embed, token, {"owner": "alice", "permlink": "clip", "status": "failed", "error": "x"})
     my_job(embed, node_key)
     hook(embed, DEFAULT_WEBHOOK_KEY, complete("alice", "clip"))
@@ -484,9 +484,7 @@ def test_stalls_reset_the_job_twice_then_fail_it(embed: EmbedServer, node_key: N
 
 
 def test_a_progress_ping_restarts_the_stall_clock(embed: EmbedServer, node_key: NodeKey) -> None:
-    register(embed, node_key)
-    embed.add_video("alice", "clip", CID)
-    token = my_job(embed, node_key).json()["job"]["api_key"]
+    token = claimed_token(embed, node_key)
     claimed = embed.job("alice", "clip").updated_at
     hook(embed, token, ping("alice", "clip"), progress=True)
     pinged = embed.job("alice", "clip").updated_at

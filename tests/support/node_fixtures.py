@@ -125,6 +125,14 @@ class NodeProcess:
             time.sleep(0.2)
         raise AssertionError(f"timed out waiting for {what or check}: {job}\n{self.log()[-3000:]}")
 
+    def wait_log(self, text: str, timeout: float = 60) -> None:
+        """Until ``text`` is in the node's log (an error if the node exits first, or on timeout)."""
+        deadline = time.monotonic() + timeout
+        while text not in self.log():
+            assert self.alive(), self.log()[-2000:]
+            assert time.monotonic() < deadline, f"{text!r} never logged:\n{self.log()[-2000:]}"
+            time.sleep(0.1)
+
     def work_entries(self) -> list[str]:
         work = Path(self.env["TEMP_DIR"])
         return sorted(p.name for p in work.iterdir()) if work.is_dir() else []

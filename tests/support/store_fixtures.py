@@ -2,7 +2,9 @@
 
 ``sqlite_store`` / ``pg_store``  a migrated :class:`JobStore` on a fresh, empty database
 ``sqlite_url`` / ``pg_url``      the URL of a fresh, empty database (nothing migrated)
-``store_url`` / ``job_store``    parametrized over both backends (ids ``sqlite``, ``postgresql``)
+``store_url`` / ``job_store``    parametrized over both backends (ids ``sqlite``, ``postgresql``);
+                                 ``store_url = store_url_over("sqlite")`` in a conftest or a
+                                 test module narrows both to the backends it names
 ``pg_server``                    the session's :class:`PostgresServer` (an error if PostgreSQL
                                  is not installed — never a skip)
 """
@@ -10,7 +12,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -66,11 +68,22 @@ def pg_store(pg_url: str) -> Iterator[JobStore]:
     yield from _migrated(pg_url)
 
 
-@pytest.fixture(params=BACKENDS)
-def store_url(request: pytest.FixtureRequest) -> str:
-    """The URL of a fresh, empty database on each backend."""
-    url: str = request.getfixturevalue(f"{'pg' if request.param == 'postgresql' else 'sqlite'}_url")
-    return url
+def store_url_over(*backends: str) -> Callable[[pytest.FixtureRequest], str]:
+    """A ``store_url`` fixture parametrized over ``backends`` (a subset of :data:`BACKENDS`)."""
+    unknown = set(backends) - set(BACKENDS)
+    assert backends and not unknown, f"unknown backends {sorted(unknown)}"
+
+    @pytest.fixture(name="store_url", params=backends)
+    def store_url(request: pytest.FixtureRequest) -> str:
+        """The URL of a fresh, empty database on each backend."""
+        backend = "pg" if request.param == "postgresql" else "sqlite"
+        url: str = request.getfixturevalue(f"{backend}_url")
+        return url
+
+    return store_url
+
+
+store_url = store_url_over(*BACKENDS)
 
 
 @pytest.fixture
