@@ -2,16 +2,19 @@
 
 ``cat`` moves gigabytes; through httpx every 64 KiB of it goes through httpcore's and h11's
 Python-level chunk parsing, which kept a download from js-ipfs at about 0.73 of ``curl``'s speed
-(``bench/ipfs_bench.py``). Here the answer is read with asyncio's stream reader (256 KiB socket
-reads) and the chunked framing is decoded with a few ``readuntil``/``read`` calls per chunk, so the
-bytes are copied once and Python runs a handful of steps per chunk, not per event.
+(``bench/ipfs_bench.py``); asyncio's stream reader still copied each byte three times (a fresh
+``bytes`` per socket read, appended to its buffer, sliced out again) and cost ~1.5× curl's CPU. Here
+an :class:`asyncio.BufferedProtocol` has the kernel copy received bytes straight into one fixed
+buffer (``recv_into``); the chunked framing is decoded in place and each body piece is copied
+out of that buffer once, as the ``bytes`` the caller gets.
 
 The request is deliberately small: ``POST <path>?<query> HTTP/1.1`` with ``Host``, the client's
 headers, ``Content-Length: 0`` and ``Connection: close`` (one connection per body, so nothing is
 left to reuse when a transfer breaks). Answers are read with ``Content-Length``, chunked
 transfer encoding (trailers kept: Kubo reports a failure mid-stream in ``X-Stream-Error``) or up
-to the close. Memory stays bounded by the reader's buffer (:data:`READ_BUFFER_BYTES`) whatever
-the size a chunk announces.
+to the close. Memory stays bounded by the receive buffer (:data:`READ_BUFFER_BYTES`) whatever
+the size a chunk announces: when it is full, reading from the socket pauses until the caller has
+taken something. (Pieces are copies, not views into the buffer: a caller may keep them.)
 
 Failures are the error tree's: no connection → :class:`~speak_encoder.errors.IpfsUnavailable`,
 a connect or stall timeout → :class:`~speak_encoder.errors.IpfsTimeout`, a connection that drops
@@ -36,8 +39,10 @@ import httpx
 
 from speak_encoder.errors import IpfsBadResponse, IpfsTimeout, IpfsUnavailable
 
-#: Bytes the stream reader buffers before it stops reading the socket (flow control).
+#: Size of the receive buffer: when it is full, reading from the socket pauses (flow control).
 READ_BUFFER_BYTES: Final = 1024 * 1024
+#: Unread bytes move to the front of the buffer when less than this is free behind them.
+COMPACT_BELOW_BYTES: Final = 64 * 1024
 #: Largest piece handed to the caller at once.
 PIECE_BYTES: Final = 1024 * 1024
 #: Longest status line, header line or chunk-size line accepted.
@@ -67,19 +72,87 @@ class BodyStream(Protocol):
     async def aclose(self) -> None: ...
 
 
-class _DirectStream:
-    """A :class:`BodyStream` over one asyncio connection (see the module docstring)."""
+class _Receiver(asyncio.BufferedProtocol):
+    """The socket side of a :class:`_DirectStream`: the kernel copies received bytes straight
+    into one fixed buffer (``recv_into``), which the reader consumes from the front.
 
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        *,
-        what: str,
-        stall_timeout: float,
-    ) -> None:
-        self._reader = reader
-        self._writer = writer
+    Flow control: when the buffer is full, reading from the socket pauses until the reader has
+    taken something; unread bytes are moved to the front when the free tail runs short. Memory
+    is the buffer, whatever the peer sends.
+    """
+
+    def __init__(self, size: int) -> None:
+        self.buffer = bytearray(size)
+        self.view = memoryview(self.buffer)
+        self.start = 0  # first unread byte
+        self.end = 0  # one past the last received byte
+        self.closed = False  # EOF or connection lost: no more bytes will come
+        self.error: OSError | None = None
+        self.transport: asyncio.Transport | None = None
+        self._paused = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    # --- the event loop's side -----------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        if self.start == self.end:
+            self.start = self.end = 0
+        elif len(self.buffer) - self.end < COMPACT_BELOW_BYTES and self.start:
+            unread = self.end - self.start
+            self.view[:unread] = self.view[self.start : self.end]
+            self.start, self.end = 0, unread
+        return self.view[self.end :]
+
+    def buffer_updated(self, nbytes: int) -> None:
+        self.end += nbytes
+        if self.end == len(self.buffer) and self.start == 0 and self.transport is not None:
+            self._paused = True
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        self._wake()
+        return False  # let the transport close itself
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if isinstance(exc, OSError):
+            self.error = exc
+        self._wake()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    # --- the reader's side ---------------------------------------------------------------------
+
+    async def wait(self) -> None:
+        """Until more bytes arrived or the connection ended (the caller bounds the time)."""
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def consumed(self, count: int) -> None:
+        self.start += count
+        if self._paused and self.transport is not None:
+            self._paused = False
+            self.transport.resume_reading()
+
+
+class _DirectStream:
+    """A :class:`BodyStream` over one connection and its :class:`_Receiver` (see the module
+    docstring)."""
+
+    def __init__(self, receiver: _Receiver, *, what: str, stall_timeout: float) -> None:
+        self._rx = receiver
         self._what = what
         self._stall = stall_timeout
         self.status = 0
@@ -103,31 +176,49 @@ class _DirectStream:
             f" ({why})"
         )
 
-    async def _line(self) -> bytes:
-        try:
-            async with asyncio.timeout(self._stall):
-                line = await self._reader.readuntil(b"\n")
-        except TimeoutError:
-            raise self._stalled() from None
-        except asyncio.IncompleteReadError:
-            raise self._dropped("the answer ended inside a line") from None
-        except asyncio.LimitOverrunError:
-            raise IpfsBadResponse(f"{self._what}: a line longer than the reader's buffer") from None
-        except OSError as exc:
-            raise self._dropped(exc.strerror or type(exc).__name__) from None
-        if len(line) > MAX_LINE_BYTES:
-            raise IpfsBadResponse(f"{self._what}: a line of {len(line)} bytes in the answer")
-        return line.rstrip(b"\r\n")
+    def _broken(self, why: str) -> IpfsUnavailable:
+        error = self._rx.error
+        return self._dropped(why if error is None else error.strerror or type(error).__name__)
 
-    async def _read(self, count: int) -> bytes:
+    async def _wait(self) -> None:
         try:
             async with asyncio.timeout(self._stall):
-                data = await self._reader.read(count)
+                await self._rx.wait()
         except TimeoutError:
             raise self._stalled() from None
-        except OSError as exc:
-            raise self._dropped(exc.strerror or type(exc).__name__) from None
-        return data
+
+    async def _line(self) -> bytes:
+        rx = self._rx
+        while True:
+            found = rx.buffer.find(b"\n", rx.start, rx.end)
+            if found >= 0:
+                line = bytes(rx.view[rx.start : found + 1])
+                rx.consumed(len(line))
+                if len(line) > MAX_LINE_BYTES:
+                    too_long = f"{self._what}: a line of {len(line)} bytes in the answer"
+                    raise IpfsBadResponse(too_long)
+                return line.rstrip(b"\r\n")
+            if rx.end - rx.start > MAX_LINE_BYTES:
+                raise IpfsBadResponse(
+                    f"{self._what}: a line of more than {MAX_LINE_BYTES} bytes in the answer"
+                )
+            if rx.closed:
+                raise self._broken("the answer ended inside a line")
+            await self._wait()
+
+    async def _take(self, count: int) -> bytes:
+        """At most ``count`` received bytes (empty once the connection ended cleanly)."""
+        rx = self._rx
+        while rx.start == rx.end:
+            if rx.closed:
+                if rx.error is not None:
+                    raise self._broken("")
+                return b""
+            await self._wait()
+        size = min(count, rx.end - rx.start)
+        piece = bytes(rx.view[rx.start : rx.start + size])
+        rx.consumed(size)
+        return piece
 
     async def _fields(self) -> dict[str, str]:
         fields: dict[str, str] = {}
@@ -173,13 +264,13 @@ class _DirectStream:
             async for piece in self._counted(int(length)):
                 yield piece
             return
-        while data := await self._read(PIECE_BYTES):  # delimited by the close
+        while data := await self._take(PIECE_BYTES):  # delimited by the close
             self._received += len(data)
             yield data
 
     async def _counted(self, left: int) -> AsyncIterator[bytes]:
         while left > 0:
-            data = await self._read(min(left, PIECE_BYTES))
+            data = await self._take(min(left, PIECE_BYTES))
             if not data:
                 raise self._dropped(f"{left} bytes of the body missing")
             left -= len(data)
@@ -215,10 +306,8 @@ class _DirectStream:
         return body[:limit]
 
     async def aclose(self) -> None:
-        self._writer.close()
-        with contextlib.suppress(OSError, asyncio.TimeoutError):
-            async with asyncio.timeout(1.0):
-                await self._writer.wait_closed()
+        if self._rx.transport is not None:
+            self._rx.transport.close()
 
 
 def _request_bytes(method: str, target: str, host: str, headers: Mapping[str, str]) -> bytes:
@@ -244,31 +333,24 @@ async def open_direct(
     secure = parts.scheme == "https"
     port = parts.port or (443 if secure else 80)
     context: ssl.SSLContext | None = httpx.create_ssl_context() if secure else None
+    loop = asyncio.get_running_loop()
     try:
         async with asyncio.timeout(connect_timeout):
-            reader, writer = await asyncio.open_connection(
-                host, port, ssl=context, limit=READ_BUFFER_BYTES
+            _, receiver = await loop.create_connection(
+                lambda: _Receiver(READ_BUFFER_BYTES), host, port, ssl=context
             )
     except TimeoutError:
         raise IpfsTimeout(f"{what}: no connection within {connect_timeout:g} s") from None
     except (OSError, ssl.SSLError) as exc:
         reason = exc.strerror or str(exc) or type(exc).__name__
         raise IpfsUnavailable(f"{what}: cannot connect to the IPFS node ({reason})") from None
-    stream = _DirectStream(reader, writer, what=what, stall_timeout=stall_timeout)
+    stream = _DirectStream(receiver, what=what, stall_timeout=stall_timeout)
     try:
         netloc = parts.netloc.rpartition("@")[2]  # never send user-info as a Host
         target = (parts.path or "/") + ("?" + urlencode(params) if params else "")
-        writer.write(_request_bytes("POST", target, netloc, headers))
-        try:
-            async with asyncio.timeout(stall_timeout):
-                await writer.drain()
-        except TimeoutError:
-            raise IpfsTimeout(
-                f"{what}: the node accepted no request for {stall_timeout:g} s"
-            ) from None
-        except OSError as exc:
-            raise IpfsUnavailable(f"{what}: the connection broke ({exc.strerror})") from None
-        await stream.start()
+        assert receiver.transport is not None
+        receiver.transport.write(_request_bytes("POST", target, netloc, headers))
+        await stream.start()  # a node that takes no request stalls here, with the same bound
     except BaseException:
         await stream.aclose()
         raise
