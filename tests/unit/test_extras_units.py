@@ -163,3 +163,17 @@ def test_poster_choice() -> None:
     assert [(c.path, c.luma, c.blur) for c in parse_frames(text, paths)] == [
         (paths[0], 16.0, 1.0), (paths[1], 120.0, 3.0)
     ]  # fmt: skip
+
+
+def test_each_jpeg_encoder_of_the_extras_runs_on_one_thread() -> None:
+    """mjpeg's automatic slice threads cost ~11 MB of RSS for a dozen small pictures."""
+    from speak_encoder.pipeline.ffmpeg import extras_outputs
+
+    extras = plan_extras(60.0, F30, (Fraction(1920), Fraction(1080)))
+    args = extras_outputs(extras, Path("/w/out"), 1024)
+    encoders = [i for i, arg in enumerate(args) if arg == "mjpeg"]
+    outputs = [i for i, arg in enumerate(args) if arg == "image2"]
+    assert len(encoders) == len(outputs) == 2
+    for start, end in zip(encoders, outputs, strict=True):
+        options = args[start:end]
+        assert options[options.index("-threads") + 1] == "1"

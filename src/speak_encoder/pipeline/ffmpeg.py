@@ -68,6 +68,10 @@ HW_B_FRAMES = 2
 #: With scene cuts, x264's keyint is this multiple of the forced-IDR interval (see
 #: :func:`x264_keyframes`); the forced IDRs still bound every GOP.
 X264_KEYINT_FACTOR = 2
+#: Threads of each JPEG encoder (poster candidates, storyboard thumbnails): a dozen small
+#: pictures need none, and mjpeg's automatic slice threads cost ~11 MB of RSS on a 720p ladder
+#: (bench/README.md, "extras"), at no speed cost.
+EXTRAS_ENCODER_THREADS = 1
 #: JPEG quality of the poster and the storyboard thumbnails (mjpeg ``-q:v``: 2 best … 31).
 POSTER_JPEG_QUALITY = 2
 STORYBOARD_JPEG_QUALITY = 3
@@ -222,9 +226,11 @@ def extras_outputs(extras: ExtrasPlan, out_dir: Path, max_muxing_queue: int) -> 
 
     Both written atomically (``<name>.tmp`` renamed when complete), so a file that exists is
     whole and can be looked at while ffmpeg still runs. Both get their first frame at the
-    video's first frame, so ffmpeg 5.1 starts its progress reports at once.
+    video's first frame, so ffmpeg 5.1 starts its progress reports at once. Each JPEG encoder
+    runs on one thread (:data:`EXTRAS_ENCODER_THREADS`).
     """
     common = ["-fps_mode", "passthrough", "-c:v", "mjpeg", "-map_metadata", "-1"]
+    common += ["-threads", str(EXTRAS_ENCODER_THREADS)]
     common += ["-max_muxing_queue_size", str(max_muxing_queue)]
     return [
         "-map", "[poster]", *common, "-q:v", str(POSTER_JPEG_QUALITY),
@@ -421,6 +427,7 @@ def build_command(
 
 __all__ = [
     "DEFAULT_RENDER_NODE",
+    "EXTRAS_ENCODER_THREADS",
     "HARDWARE_ENCODERS",
     "HW_B_FRAMES",
     "MASTER_NAME",
