@@ -15,7 +15,7 @@ help:
 	@echo "make demo   encode a generated sample video into an HLS ladder"
 	@echo "make test   lint + type checks + the whole test suite"
 	@echo "make bench  benchmarks (figures printed)"
-	@echo "make lint   ruff + mypy only"
+	@echo "make lint   ruff + mypy + the layering and error-tree checks"
 	@echo "make unit   the unit tests only (tests/unit: no ffmpeg, Node, PostgreSQL, Chromium)"
 	@echo "make setup  only the runtime: the venv with requirements.lock and the package"
 	@echo "make lock   regenerate requirements.lock and requirements-dev.lock"
@@ -51,10 +51,13 @@ test-deps: dev-setup
 demo: setup
 	@$(PY) -m speak_encoder.testing.demo "$(DEMO_DIR)"
 
+# ruff, mypy, and the two structural checks: no import points up a layer (tests/unit/test_layers.py)
+# and the error tree drawn in errors.py is the real one (tests/unit/test_errors.py).
 lint: dev-setup
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy
+	$(VENV)/bin/pytest -q -p no:cacheprovider tests/unit/test_layers.py tests/unit/test_errors.py
 
 typecheck: lint
 
