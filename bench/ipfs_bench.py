@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import random
-import resource
 import shutil
 import subprocess
 import sys
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import httpx
 
+from rss import own_peak_bytes
 from speak_encoder.storage.kubo import KuboClient
 from speak_encoder.storage.unixfs import import_folder, walk_files
 from speak_encoder.testing.ipfs_node import JsIpfsNode
@@ -82,17 +82,8 @@ def _child_main(argv: list[str]) -> int:
     started = time.perf_counter()
     root = asyncio.run(run())
     seconds = time.perf_counter() - started
-    print(json.dumps({"seconds": seconds, "peak_mb": _own_peak_kb() / 1024, "root": root}))
+    print(json.dumps({"seconds": seconds, "peak_mb": own_peak_bytes() / 2**20, "root": root}))
     return 0
-
-
-def _own_peak_kb() -> int:
-    """This process's peak RSS (``VmHWM``). Not ``getrusage``: its ``ru_maxrss`` survives
-    ``execve``, so a child would report the larger RSS of the parent it was forked from."""
-    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1])
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 def run_child(*args: str) -> dict[str, float | str]:

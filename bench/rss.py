@@ -197,6 +197,24 @@ def measure(
     )
 
 
+def own_peak_bytes() -> int:
+    """This process's peak RSS since it started or since :func:`reset_own_peak` (``VmHWM``).
+
+    Not ``getrusage``'s ``ru_maxrss``: it survives ``execve`` (a child reports the larger RSS of
+    the parent it was forked from) and cannot be reset.
+    """
+    for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def reset_own_peak() -> None:
+    """Start :func:`own_peak_bytes` again from the current RSS (Linux ``clear_refs`` 5)."""
+    with contextlib.suppress(OSError):
+        Path("/proc/self/clear_refs").write_text("5", encoding="ascii")
+
+
 def _machine_busy_seconds() -> float:
     """CPU seconds all CPUs have spent not idle since boot."""
     times = psutil.cpu_times()

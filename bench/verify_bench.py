@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import resource
 import subprocess
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
+from rss import own_peak_bytes, reset_own_peak  # noqa: E402
 from speak_encoder.pipeline.hls import write_master_playlist  # noqa: E402
 from speak_encoder.pipeline.verify import format_report, validate_folder  # noqa: E402
 from speak_encoder.testing.long_rung import link_rung  # noqa: E402
@@ -52,13 +52,14 @@ def make_segment(folder: Path) -> Path:
 def measure(segment: Path, count: int, work: Path) -> dict[str, float]:
     folder = work / f"n{count}"
     link_rung(folder, segment, count, SEGMENT_SECONDS)
+    reset_own_peak()  # this count's peak, not the highest of the run so far
     started = time.perf_counter()
     asyncio.run(write_master_playlist(folder))
     report = asyncio.run(validate_folder(folder, expected_duration=count * SEGMENT_SECONDS))
     wall = time.perf_counter() - started
     if not report.ok:
         raise SystemExit(format_report(report))
-    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    rss_mb = own_peak_bytes() / 2**20
     return {"segments": count, "wall_s": wall, "ms_per_segment": wall * 1000 / count,
             "peak_rss_mb": rss_mb}  # fmt: skip
 
