@@ -13,10 +13,6 @@ import json
 import sys
 from typing import Any, Final
 
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
-
 from speak_encoder.config import Settings
 
 EXIT_OK: Final = 0
@@ -45,6 +41,10 @@ def cmd_doctor(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps({"ok": not bad, "checks": [c.to_json() for c in checks]}))
         return EXIT_FAILED if bad else EXIT_OK
+    from rich.console import Console  # (here: building the parser must not load rich)
+    from rich.table import Table
+    from rich.text import Text
+
     table = Table(title="speak-encoder doctor", show_lines=False, expand=False)
     table.add_column("check", no_wrap=True)
     table.add_column("status", no_wrap=True)

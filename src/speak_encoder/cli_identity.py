@@ -12,16 +12,20 @@ from pathlib import Path
 from typing import Any
 
 from speak_encoder.config import Settings
-from speak_encoder.node.identity import (
-    NodeIdentity,
-    key_file_path,
-    load_identity,
-    read_key_file,
-    write_key_file,
-)
+
+# node.identity (cryptography, ~6.5 MB of RSS) is imported by the command itself, not when the
+# parser is built for every other command.
 
 
 def cmd_keygen(args: argparse.Namespace, settings: Settings) -> int:
+    from speak_encoder.node.identity import (
+        NodeIdentity,
+        key_file_path,
+        load_identity,
+        read_key_file,
+        write_key_file,
+    )
+
     out: Path | None = args.out
     if args.show_did:
         identity = read_key_file(out) if out is not None else load_identity(settings)

@@ -22,13 +22,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from speak_encoder.config import Settings
-from speak_encoder.storage.car import write_car
-from speak_encoder.storage.pins import PendingPin
 
 if TYPE_CHECKING:
     from speak_encoder.node.store import JobStore
-from speak_encoder.storage.targets import retry_pending
-from speak_encoder.storage.unixfs import import_path
+    from speak_encoder.storage.pins import PendingPin
+
+# What each command needs is imported inside it: building the parser (every command, `encode`
+# included) must not load the IPFS client and its HTTP stack (tests/unit/test_lean_imports.py).
 
 
 def _cid_version(text: str) -> int:
@@ -74,6 +74,8 @@ def add_storage_commands(subparsers: argparse._SubParsersAction) -> None:  # typ
 
 
 def run_cid(args: argparse.Namespace, settings: Settings) -> int:
+    from speak_encoder.storage.unixfs import import_path
+
     entry = import_path(args.path, cid_version=args.cid_version)
     if args.json:
         print(json.dumps({"cid": str(entry), "size": entry.size, "bytes": entry.file_size}))
@@ -83,6 +85,8 @@ def run_cid(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_car(args: argparse.Namespace, settings: Settings) -> int:
+    from speak_encoder.storage.car import write_car
+
     entry = write_car(args.path, args.output, cid_version=args.cid_version)
     if args.json:
         print(json.dumps({"root": str(entry), "car": str(args.output)}))
@@ -115,6 +119,8 @@ def run_pins(args: argparse.Namespace, settings: Settings) -> int:
 def _pins(args: argparse.Namespace, settings: Settings, store: JobStore) -> int:
     queue = store.pin_queue(settings)
     if args.action == "retry":
+        from speak_encoder.storage.targets import retry_pending
+
         summary = asyncio.run(retry_pending(settings, queue, force=args.force))
         if args.json:
             print(

@@ -1,9 +1,11 @@
-"""`speak-encoder encode` of a local file does not load the HTTP stack.
+"""`speak-encoder encode` of a local file loads only what it uses.
 
 httpx (with its TLS setup and the CLI it imports when click and rich are installed) costs
-~0.2 s of start-up and ~5 MB of RSS: on the encode of a local file that is pure overhead
-beside ffmpeg (issue 12's ``encode`` ÷ bare ffmpeg and peak-RSS goals). The fetch package
-imports its HTTP modules only for a remote source.
+~0.2 s of start-up and ~8 MB of RSS, cryptography (the node key) ~6.5 MB, rich (the progress
+bar, the doctor's table) ~2.5 MB, importlib.metadata (for the version) ~3 MB: on the encode of
+a local file that is pure overhead beside ffmpeg (issue 12's ``encode`` ÷ bare ffmpeg and
+peak-RSS goals). The fetch package imports its HTTP modules only for a remote source; every
+other command imports what it needs when it runs, not when the parser is built.
 """
 
 from __future__ import annotations
@@ -27,6 +29,34 @@ def test_the_local_encode_path_imports_no_http_client() -> None:
     )
     assert "speak_encoder.pipeline.encode_job" in loaded
     assert not {m for m in loaded if m.split(".")[0] in {"httpx", "httpcore", "h11"}}
+
+
+#: Packages `encode --json` of a local file must not load (what each costs: the docstring).
+NOT_FOR_A_LOCAL_ENCODE = {
+    "httpx", "httpcore", "h11", "click", "pygments", "rich", "cryptography", "sqlalchemy",
+    "psycopg", "starlette", "uvicorn", "anyio",
+}  # fmt: skip
+
+
+def test_the_whole_command_line_of_a_local_encode_loads_nothing_it_does_not_use() -> None:
+    loaded = modules_after(
+        "from speak_encoder import cli\n"
+        "args = cli.build_parser().parse_args(['encode', 'clip.mp4', '--json'])\n"
+        "assert args.func is cli.cmd_encode\n"
+        "from speak_encoder.console import ProgressDisplay\n"
+        "import speak_encoder.pipeline.encode_job\n"
+        "ProgressDisplay(enabled=False)"
+    )
+    assert "speak_encoder.pipeline.encode_job" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in NOT_FOR_A_LOCAL_ENCODE}
+
+
+def test_the_version_is_the_installed_distribution_s() -> None:
+    from importlib.metadata import version
+
+    from speak_encoder import __version__
+
+    assert version("speak-encoder") == __version__
 
 
 def test_the_lazy_names_of_the_fetch_package_resolve() -> None:

@@ -31,7 +31,7 @@ from speak_encoder.pipeline.events import Reporter, StageEvent
 from speak_encoder.pipeline.extras import POSTER_NAME, STORYBOARD_IMAGE, STORYBOARD_VTT
 from speak_encoder.pipeline.fetch import FetchProgress, fetch_source
 from speak_encoder.pipeline.ffmpeg import MASTER_NAME, EncoderTuning
-from speak_encoder.pipeline.ffmpeg_run import EncodeProgress, FfmpegInfo, ffmpeg_info
+from speak_encoder.pipeline.ffmpeg_run import EncodeProgress, FfmpegInfo, ffmpeg_info, tool_output
 from speak_encoder.pipeline.hardware import detect, encode_with_fallback
 from speak_encoder.pipeline.hardware_cache import HardwareReport
 from speak_encoder.pipeline.hls import (
@@ -370,8 +370,19 @@ async def hardware_report(settings: Settings, *, redetect: bool = False) -> Hard
             render_node=settings.vaapi_device,
             tuning=tuning_from(settings),
             timeout=settings.hw_detect_timeout,
+            version_text=None if redetect else await _version_text(settings.ffmpeg_path),
         )
     return _HARDWARE[key]
+
+
+async def _version_text(ffmpeg: str) -> str | None:
+    """``ffmpeg -version`` as :func:`ffmpeg_info` got it a moment ago (one ffmpeg start less
+    before the encode); None if it failed (the detection asks and explains)."""
+    try:
+        done = await tool_output(ffmpeg, "-version")
+    except TimeoutError:
+        return None
+    return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else None
 
 
 async def finish_outputs(out_dir: Path, plan: EncodePlan, settings: Settings) -> LadderFacts:

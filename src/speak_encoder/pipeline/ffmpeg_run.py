@@ -4,7 +4,9 @@
 in its own process group, turns its ``-progress`` lines into :class:`EncodeProgress`
 snapshots, watches its resident memory (``FFMPEG_MEMORY_MAX_MB``) and kills it on cancel or
 failure; a failed exit becomes an error of the tree with the most useful stderr lines
-(:func:`explain_failure`). :func:`ffmpeg_info` says what the installed build can do.
+(:func:`explain_failure`). :func:`ffmpeg_info` says what the installed build can do; the
+answers of ``ffmpeg -version``/``-filters``/``-encoders`` are asked once per process and binary
+(:func:`tool_output`: the hardware detection reuses them instead of starting ffmpeg again).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 from speak_encoder.config import DEFAULT_MAX_SOURCE_PIXELS
 from speak_encoder.errors import EncodeError, MediaError, MemoryLimitExceeded, ResourceError
 from speak_encoder.pipeline.probe import oversized_frame, pixels_error
-from speak_encoder.proc import run_capture, start, stop, watch_memory
+from speak_encoder.proc import Completed, run_capture, start, stop, watch_memory
 
 #: Lines of ffmpeg's stderr kept to explain a failure (bounded: corrupt input floods it).
 STDERR_TAIL_LINES = 40
@@ -174,6 +176,30 @@ class FfmpegInfo:
 
 
 _INFO_CACHE: dict[str, FfmpegInfo] = {}
+#: Successful answers of ``ffmpeg -hide_banner <flag>`` by (binary, flag); bounded (a process
+#: knows one or two binaries and asks three flags).
+_ANSWERS: dict[tuple[str, str], Completed] = {}
+MAX_ANSWERS = 16
+#: Seconds one such query may take.
+QUERY_TIMEOUT_S = 30.0
+
+
+async def tool_output(
+    ffmpeg: str, flag: str, *, timeout: float = QUERY_TIMEOUT_S, fresh: bool = False
+) -> Completed:
+    """``ffmpeg -hide_banner <flag>`` (``-version``, ``-filters``, ``-encoders``), run once per
+    process and binary: a successful answer is kept (``fresh`` asks again). A timeout raises
+    :class:`TimeoutError` for the caller to translate."""
+    key = (ffmpeg, flag)
+    known = None if fresh else _ANSWERS.get(key)
+    if known is not None:
+        return known
+    done = await run_capture([ffmpeg, "-hide_banner", flag], timeout=timeout)
+    if done.returncode == 0:
+        if len(_ANSWERS) >= MAX_ANSWERS:
+            _ANSWERS.clear()
+        _ANSWERS[key] = done
+    return done
 
 
 async def ffmpeg_info(ffmpeg: str = "ffmpeg") -> FfmpegInfo:
@@ -182,9 +208,9 @@ async def ffmpeg_info(ffmpeg: str = "ffmpeg") -> FfmpegInfo:
     if cached is not None:
         return cached
     version_out, filters, encoders = await asyncio.gather(
-        run_capture([ffmpeg, "-hide_banner", "-version"], timeout=30),
-        run_capture([ffmpeg, "-hide_banner", "-filters"], timeout=30),
-        run_capture([ffmpeg, "-hide_banner", "-encoders"], timeout=30),
+        tool_output(ffmpeg, "-version"),
+        tool_output(ffmpeg, "-filters"),
+        tool_output(ffmpeg, "-encoders"),
     )
     first = version_out.stdout.decode("utf-8", "replace").splitlines()[:1]
     match = re.search(r"ffmpeg version (\S+)", first[0] if first else "")
@@ -205,4 +231,5 @@ __all__ = [
     "explain_failure",
     "ffmpeg_info",
     "run_ffmpeg",
+    "tool_output",
 ]

@@ -45,7 +45,11 @@ from speak_encoder.errors import (
     ResourceError,
     SpeakEncoderError,
 )
-from speak_encoder.pipeline.extras import POSTER_CANDIDATE_GLOB, STORYBOARD_THUMB_GLOB
+from speak_encoder.pipeline.extras import (
+    POSTER_CANDIDATE_GLOB,
+    POSTER_STATS_NAME,
+    STORYBOARD_THUMB_GLOB,
+)
 from speak_encoder.pipeline.ffmpeg import (
     DEFAULT_RENDER_NODE,
     HARDWARE_ENCODERS,
@@ -171,7 +175,7 @@ def _take_extras(out_dir: Path) -> str | None:
     missing = None if candidates else "poster candidates"
     if not thumbnails:
         missing = missing or "storyboard thumbnails"
-    for path in [*candidates, *thumbnails]:
+    for path in [*candidates, *thumbnails, out_dir / POSTER_STATS_NAME]:
         path.unlink(missing_ok=True)
     return missing
 
@@ -218,8 +222,12 @@ async def detect(
     tuning: EncoderTuning | None = None,
     ladder: Ladder | None = None,
     timeout: float = DETECT_TIMEOUT_S,
+    version_text: str | None = None,
 ) -> HardwareReport:
     """Which hardware encoders work here: from the cache when ffmpeg and devices are unchanged.
+
+    ``version_text``: what ``ffmpeg -version`` printed, if the caller has just asked (the
+    encode has: :func:`~speak_encoder.pipeline.ffmpeg_run.tool_output`), else it is asked here.
 
     ``devices`` None scans this machine; ``render_node`` is the VA-API/QSV device (None =
     :data:`~speak_encoder.pipeline.ffmpeg.DEFAULT_RENDER_NODE`); ``tuning`` gives the preset/
@@ -227,7 +235,8 @@ async def detect(
     test encode (making the clip is bounded by :data:`CLIP_TIMEOUT_S`). Raises
     :class:`ConfigError` only when ffmpeg itself cannot be run.
     """
-    version_text = await _query(ffmpeg, "-version")
+    if version_text is None or redetect:
+        version_text = await _query(ffmpeg, "-version")
     scan = devices if devices is not None else await asyncio.to_thread(scan_devices)
     fingerprint = hashlib.sha256(version_text.encode()).hexdigest()
     report = HardwareReport(
