@@ -19,12 +19,14 @@ from pathlib import Path
 import pytest
 
 from speak_encoder.config import Settings
+from speak_encoder.pipeline import poster as poster_module
 from speak_encoder.pipeline.encode_job import EncodeResult, encode
 from speak_encoder.pipeline.hls import load_master_playlist, load_media_playlist
 from speak_encoder.pipeline.iframes import index_file
 from speak_encoder.pipeline.m3u8 import parse_media_playlist
 from speak_encoder.pipeline.overlap import read_segment
 from speak_encoder.pipeline.plan import EncodeOptions
+from speak_encoder.pipeline.poster import Candidate
 from speak_encoder.pipeline.storyboard import parse_storyboard
 from speak_encoder.pipeline.verify import ValidationReport, format_report, validate_folder
 from speak_encoder.storage.unixfs import import_file, import_folder
@@ -96,6 +98,30 @@ def test_poster_skips_the_black_opening_and_the_fade(
     assert image_size(poster) == (640, 360)
     assert mean_luma(poster) > 60  # the clip is black (16) for its first second
     assert not list(out.glob(".poster-*"))  # the other candidates are gone
+
+
+def test_the_ladders_own_run_measures_the_candidates(
+    sample: Callable[[str], Path],
+    encode_settings: Callable[..., Settings],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """No second ffmpeg for the poster: the encode printed every candidate's luma and blur next
+    to them — here from a work folder whose path needs escaping inside the filter graph."""
+    calls: list[Path] = []
+
+    async def second_ffmpeg(folder: Path, ffmpeg: str) -> list[Candidate]:
+        calls.append(folder)
+        raise AssertionError("the poster needed its own ffmpeg run: the encode wrote no stats")
+
+    monkeypatch.setattr(poster_module, "analyze_all", second_ffmpeg)
+    work = tmp_path / "wo:rk, it's [odd]; \\ really"
+    out = tmp_path / "out"
+    result = run_encode(sample("fade_scene"), encode_settings(temp_dir=work), out)
+    assert not calls
+    assert result.to_json()["thumbnail"] == f"ipfs://{result.cid}/thumbnail.jpg"
+    assert mean_luma(out / "thumbnail.jpg") > 60  # chosen past the black opening and the fade
+    assert not list(out.glob(".poster-*"))  # neither the candidates nor their stats published
 
 
 @pytest.mark.parametrize(

@@ -67,6 +67,7 @@ def test_without_extras_the_graph_is_the_ladder_alone() -> None:
     graph = option(args, "-filter_complex")
     assert graph.startswith("[0:2]fps=30,split=3[s0][s1][s2];")
     assert "select" not in graph and "tile" not in graph
+    assert "signalstats" not in graph and ".poster-stats" not in graph  # no stats file either
     assert args[-1] == "/w/out/%v/index.m3u8" and "mjpeg" not in args
 
 
@@ -77,6 +78,11 @@ def test_extras_are_two_more_outputs_of_the_same_decode() -> None:
     graph = option(args, "-filter_complex")
     poster = next(c for c in graph.split(";") if c.startswith("[xp]"))
     assert poster.startswith("[xp]select='eq(n\\,0)+") and "scale=1280:720" in poster
+    # measured in the same run, on the frame the JPEG is made of (the poster needs no ffmpeg)
+    assert poster.endswith(
+        "format=yuvj420p,signalstats,blurdetect,"
+        "metadata=mode=print:file=file\\\\:/w/out/.poster-stats.txt[poster]"
+    )
     story = next(c for c in graph.split(";") if c.startswith("[xs]"))
     assert "select='not(mod(n\\,180))*lt(n\\,18000)'" in story  # one every 6 s, 100 tiles
     assert "scale=160:90" in story and "tile" not in story  # tiled after the encode

@@ -5,7 +5,9 @@ ffmpeg process gets two more branches after its ``split``, each cheap because it
 handful of frames before it scales anything::
 
     [0:v] … fps ─ split ─┬─ rungs …
-                         ├─ select(candidate frames) ─ scale ─► .poster-N.jpg      (≤ 6)
+                         ├─ select(candidate frames) ─ scale ─ signalstats ─ blurdetect ─
+                         │      metadata=print ─► .poster-stats.txt (one block per frame)
+                         │                     └► .poster-N.jpg                    (≤ 6)
                          └─ select(every K-th frame) ─ scale ─► .storyboard-N.jpg  (≤ 100)
 
 The thumbnails are tiled into the sprite afterwards by a tiny ffmpeg run on those small JPEGs
@@ -15,15 +17,18 @@ its one frame only when the sprite is full — at the end of the video.
 
 * **Poster** (``thumbnail.jpg``): a few candidate frames from the first 10 % of the video, at
   most :data:`POSTER_MAX_SIDE` px on the long side, the display aspect ratio (rotation is
-  applied by ffmpeg before the graph). The sharpest one that is neither black nor a fade is
-  kept (:mod:`speak_encoder.pipeline.poster`); frame 0 is always a candidate so a poster exists
-  even when the source is shorter than announced.
+  applied by ffmpeg before the graph). Each candidate's luma and blur are measured in the same
+  branch, on the scaled frame just before its JPEG encoder, and printed to
+  :data:`POSTER_STATS_NAME`; the sharpest one that is neither black nor a fade is kept
+  (:mod:`speak_encoder.pipeline.poster`, no ffmpeg run of its own unless that file is missing
+  or incomplete); frame 0 is always a candidate so a poster exists even when the source is
+  shorter than announced.
 * **Storyboard** (``storyboard.jpg`` + ``storyboard.vtt``): one thumbnail every
   :attr:`StoryboardPlan.interval` seconds, tiled :data:`STORYBOARD_COLUMNS` wide; the interval
   grows with the duration so the sprite never holds more than :data:`STORYBOARD_MAX_TILES`
   thumbnails (:mod:`speak_encoder.pipeline.storyboard` writes the WebVTT).
 
-Memory: neither branch holds a frame (each selected frame is encoded as it passes).
+Memory: neither branch holds a frame (each selected frame is measured and encoded as it passes).
 """
 
 from __future__ import annotations
@@ -39,6 +44,10 @@ STORYBOARD_VTT = "storyboard.vtt"
 #: Candidate poster frames written by ffmpeg, then replaced by the chosen one (``%d`` = 0, 1 …).
 POSTER_CANDIDATE_PATTERN = ".poster-%d.jpg"
 POSTER_CANDIDATE_GLOB = ".poster-*.jpg"
+#: ``signalstats`` and ``blurdetect`` of every candidate, printed by the poster branch of the same
+#: ffmpeg run (``metadata=mode=print``: one ``frame:N`` block per candidate N), read to choose the
+#: poster, then deleted with the candidates.
+POSTER_STATS_NAME = ".poster-stats.txt"
 #: Storyboard thumbnails written by ffmpeg, tiled into STORYBOARD_IMAGE, then deleted.
 STORYBOARD_THUMB_PATTERN = ".storyboard-%d.jpg"
 STORYBOARD_THUMB_GLOB = ".storyboard-*.jpg"

@@ -23,7 +23,9 @@ places scene-cut IDRs in between on its own; hardware encoders keep a forced IDR
 
 With extras (:mod:`speak_encoder.pipeline.extras`) two more branches leave the same ``split``
 (before any upload) for the poster candidates and the storyboard sprite, written as JPEGs by
-two more outputs of the same process (``-fps_mode passthrough``: only the selected frames).
+two more outputs of the same process (``-fps_mode passthrough``: only the selected frames). The
+poster branch also measures each candidate (``signalstats``, ``blurdetect``) into a small text
+file next to them, so choosing the poster needs no ffmpeg run of its own.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from pathlib import Path
 from speak_encoder.config import DEFAULT_FFMPEG_MEMORY_MAX_MB, DEFAULT_MAX_SOURCE_PIXELS
 from speak_encoder.pipeline.extras import (
     POSTER_CANDIDATE_PATTERN,
+    POSTER_STATS_NAME,
     STORYBOARD_THUMB_PATTERN,
     ExtrasPlan,
 )
@@ -75,6 +78,9 @@ EXTRAS_ENCODER_THREADS = 1
 #: JPEG quality of the poster and the storyboard thumbnails (mjpeg ``-q:v``: 2 best … 31).
 POSTER_JPEG_QUALITY = 2
 STORYBOARD_JPEG_QUALITY = 3
+#: What the poster branch measures on each candidate (mean and 10th/90th percentile luma, blur)
+#: before its JPEG encoder; :mod:`.poster` reads the printed values.
+POSTER_ANALYSIS = "signalstats,blurdetect"
 #: Frames the QSV upload pool keeps beyond the filter's needs (the encoder holds references).
 QSV_EXTRA_HW_FRAMES = 64
 #: libx264 speed preset → NVENC preset (p1 fastest … p7 best); NVENC leans to quality.
@@ -158,13 +164,20 @@ def _scaler(encoder: str, width: int, height: int) -> str:
 
 
 def filter_graph(
-    plan: EncodePlan, *, tonemap_available: bool, encoder: str = SOFTWARE_ENCODER
+    plan: EncodePlan,
+    *,
+    tonemap_available: bool,
+    encoder: str = SOFTWARE_ENCODER,
+    out_dir: Path | None = None,
 ) -> str:
     """The -filter_complex text: decode once, split, one scaler per rung.
 
     On a hardware ``encoder`` the frames are uploaded once, after every software step
     (auto-rotation happens before the graph, then tone-mapping, fps and the 8-bit conversion),
-    and each rung is scaled on the GPU.
+    and each rung is scaled on the GPU. With extras, the poster branch prints its measurements
+    to :data:`~speak_encoder.pipeline.extras.POSTER_STATS_NAME` in ``out_dir``
+    (:func:`build_command` always gives it; without one the branch measures nothing and the
+    poster is chosen by its own ffmpeg run).
     """
     check_encoder(encoder)
     count = len(plan.renditions)
@@ -189,7 +202,8 @@ def filter_graph(
         video.extend(f"[s{i}]" for i in range(count))
     chains.append("".join(video))
     if extras is not None:
-        chains += extras_chains(extras)
+        stats = out_dir / POSTER_STATS_NAME if out_dir is not None else None
+        chains += extras_chains(extras, stats)
     for i, rung in enumerate(plan.renditions):
         chains.append(f"[s{i}]{_scaler(encoder, rung.width, rung.height)}[v{i}]")
     audio_in = f"[0:{plan.audio_index}]" if plan.audio_index is not None else "[1:a]"
@@ -201,20 +215,41 @@ def filter_graph(
     return ";".join(chains)
 
 
-def extras_chains(extras: ExtrasPlan) -> list[str]:
+def filter_value(text: str) -> str:
+    """``text`` as one option value inside a -filter_complex graph.
+
+    ffmpeg unescapes twice: the graph parser (``\\ ' [ ] , ;``), then the filter's option
+    parser (``\\ ' :``); a backslash before any character keeps it. Spaces are escaped too
+    (the parsers trim them at either end).
+    """
+
+    def escape(value: str, specials: str) -> str:
+        return "".join(f"\\{c}" if c in specials or c.isspace() else c for c in value)
+
+    return escape(escape(text, "\\':"), "\\'[],;")
+
+
+def extras_chains(extras: ExtrasPlan, stats: Path | None = None) -> list[str]:
     """Filter chains of the poster candidates (``[poster]``) and the storyboard thumbnails
     (``[story]``).
 
     Each selects its few frames first, so only those are scaled. The candidates are renumbered
     (``setpts=N``): ffmpeg's progress is the latest time stamp of any output, and candidates
-    from the first 10 % must not make the encode look that far along at its start.
+    from the first 10 % must not make the encode look that far along at its start. With
+    ``stats``, each candidate is measured (:data:`POSTER_ANALYSIS`) as it passes, on the frame
+    its JPEG is encoded from, and printed there: one ``frame:N`` block per candidate N, in the
+    order they are numbered (no frame is held).
     """
     poster, board = extras.poster, extras.storyboard
     picks = "+".join(f"eq(n\\,{n})" for n in poster.frames)
     limit = board.every_frames * board.count
+    measure = ""
+    if stats is not None:
+        target = filter_value(f"file:{stats}")  # ours (the work folder), never a user string
+        measure = f",{POSTER_ANALYSIS},metadata=mode=print:file={target}"
     return [
         f"[xp]select='{picks}',setpts=N,scale={poster.width}:{poster.height}:flags=bicubic,"
-        "setsar=1,format=yuvj420p[poster]",
+        f"setsar=1,format=yuvj420p{measure}[poster]",
         f"[xs]select='not(mod(n\\,{board.every_frames}))*lt(n\\,{limit})',"
         f"scale={board.tile_width}:{board.tile_height}:flags=bicubic,setsar=1,"
         "format=yuvj420p[story]",
@@ -376,7 +411,9 @@ def build_command(
         # -shortest does not stop a -filter_complex graph in ffmpeg 5.1).
         args += ["-f", "lavfi", "-t", f"{plan.duration:.3f}"]
         args += ["-i", "anullsrc=channel_layout=stereo:sample_rate=48000"]
-    graph = filter_graph(plan, tonemap_available=tonemap_available, encoder=encoder)
+    graph = filter_graph(
+        plan, tonemap_available=tonemap_available, encoder=encoder, out_dir=out_dir
+    )
     args += ["-filter_complex", graph]
     for i in range(len(plan.renditions)):
         args += ["-map", f"[v{i}]", "-map", f"[a{i}]"]
@@ -434,6 +471,7 @@ __all__ = [
     "MEDIA_NAME",
     "NVENC",
     "NVENC_PRESETS",
+    "POSTER_ANALYSIS",
     "POSTER_JPEG_QUALITY",
     "PRESET_LOOKAHEAD",
     "QSV",
@@ -452,6 +490,7 @@ __all__ = [
     "extras_chains",
     "extras_outputs",
     "filter_graph",
+    "filter_value",
     "level_idc",
     "x264_keyframes",
     "x264_tuning",
