@@ -6,9 +6,9 @@ moved to its destination.
 
 While ffmpeg runs, the finished segments are hashed and indexed (:mod:`.overlap`), so what
 follows the encode is short: the I-frame playlists from the IDR index, the poster from its
-candidates (one small ffmpeg run over them), the sprite and its WebVTT, the measured master
-playlist, the validity checks (segments already read are not read again) and the root CID
-(only files not hashed yet).
+candidates (measured by the encode itself: no ffmpeg run), the sprite (one tiny ffmpeg run over
+the thumbnails) and its WebVTT, the measured master playlist, the validity checks (segments
+already read are not read again) and the root CID (only files not hashed yet).
 """
 
 from __future__ import annotations

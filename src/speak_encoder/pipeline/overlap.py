@@ -12,7 +12,8 @@ whole. While ffmpeg runs, :class:`LadderWatcher` polls the rung folders every
 
 When ffmpeg exits, what is left is done at once; what the encode-then-verify path did after
 ffmpeg (read every segment, hash every byte) is mostly done by then. No other process runs
-beside ffmpeg (the poster analysis and the sprite come after it): the peak RSS of the process
+beside ffmpeg (the sprite's tiling comes after it; the poster candidates are measured by the
+encode itself): the peak RSS of the process
 tree is ffmpeg's plus this one's.
 
 The results are facts about files, valid only for the exact file they were computed from: each
