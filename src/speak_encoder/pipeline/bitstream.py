@@ -6,7 +6,8 @@ default), 188-byte packets starting with the sync byte ``0x47``::
     PAT (PID 0) ─► PMT ─► H.264 video PID (stream_type 0x1B), AAC/ADTS audio PID (0x0F)
     first video PES (reassembled) ─► Annex-B NAL units of the first access unit
         ├── first VCL NAL (types 1–5): type 5 = IDR → "segment starts with a keyframe"
-        └── SPS (type 7): profile_idc, constraint flags, level_idc → "avc1.PPCCLL"
+        └── SPS (type 7): profile_idc, constraint flags, level_idc → "avc1.PPCCLL";
+            parsed whole (parse_sps, up to the VUI timing info) → width, height, frame rate
     first audio PES ─► ADTS header ─► audio object type → "mp4a.40.<aot>"
 
 The parser (:class:`TsScanner`) is pure and fed with bytes; :func:`scan_segment` is the thin
@@ -17,7 +18,8 @@ audio header, when asked for), which for an IDR frame is within the first few pa
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from fractions import Fraction
 from pathlib import Path
 
 #: Size of one MPEG-TS packet.
@@ -121,8 +123,13 @@ def nal_type(nal: bytes) -> int:
     return nal[0] & 0x1F
 
 
-def _unescape(data: bytes, limit: int) -> bytes:
-    """RBSP of ``data`` (emulation-prevention ``03`` bytes removed), at most ``limit`` bytes."""
+def _unescape(data: bytes, limit: int | None = None) -> bytes:
+    """RBSP of ``data``: every emulation-prevention ``03`` after ``00 00`` removed.
+
+    The whole of ``data`` by default; with ``limit``, only the first ``limit`` RBSP bytes.
+    """
+    if b"\x00\x00\x03" not in data:
+        return data if limit is None else data[:limit]
     out = bytearray()
     zeros = 0
     for byte in data:
@@ -131,7 +138,7 @@ def _unescape(data: bytes, limit: int) -> bytes:
             continue
         out.append(byte)
         zeros = zeros + 1 if byte == 0 else 0
-        if len(out) >= limit:
+        if limit is not None and len(out) >= limit:
             break
     return bytes(out)
 
@@ -147,6 +154,294 @@ def avc_codec_string(sps: bytes) -> str:
     if profile_idc == 0:
         raise BitstreamError("SPS with profile_idc 0")
     return f"avc1.{profile_idc:02x}{constraints:02x}{level_idc:02x}"
+
+
+#: profile_idc values whose SPS carries chroma_format_idc, bit depths and scaling matrices
+#: (ITU-T H.264 §7.3.2.1.1: High, High 10/4:2:2/4:4:4, CAVLC 4:4:4, SVC, MVC and their kin).
+CHROMA_PROFILES = frozenset({100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135})
+#: aspect_ratio_idc meaning "sar_width and sar_height follow" (Annex E, Table E-1).
+EXTENDED_SAR = 255
+#: (SubWidthC, SubHeightC) by chroma_format_idc (Table 6-1); 0 = monochrome.
+_CHROMA_SUBSAMPLING = {0: (1, 1), 1: (2, 2), 2: (2, 1), 3: (1, 1)}
+#: Largest exp-Golomb prefix accepted (32 leading zeros would exceed 2^32 - 2, the syntax maximum).
+_MAX_EXP_GOLOMB_ZEROS = 31
+#: Largest frame dimension in macroblocks accepted (32768 pixels; level 6.2 allows ~1055).
+_MAX_MBS = 2048
+
+
+class BitReader:
+    """MSB-first reads of an RBSP: fixed-width fields, ``ue(v)`` and ``se(v)`` exp-Golomb codes.
+
+    Reading past the end raises :class:`BitstreamError` ("truncated ...").
+    """
+
+    __slots__ = ("_bits", "_pos", "_value", "what")
+
+    def __init__(self, rbsp: bytes, what: str = "SPS") -> None:
+        self._value = int.from_bytes(rbsp, "big")
+        self._bits = len(rbsp) * 8
+        self._pos = 0
+        self.what = what
+
+    def u(self, count: int) -> int:
+        """The next ``count`` bits as an unsigned integer (``u(n)``)."""
+        end = self._pos + count
+        if end > self._bits:
+            raise BitstreamError(f"truncated {self.what}")
+        self._pos = end
+        return (self._value >> (self._bits - end)) & ((1 << count) - 1)
+
+    def flag(self) -> bool:
+        return self.u(1) == 1
+
+    def ue(self) -> int:
+        """Unsigned exp-Golomb ``ue(v)``: ``n`` zero bits, a one, ``n`` more bits → 2^n - 1 + x."""
+        zeros = 0
+        while self.u(1) == 0:
+            zeros += 1
+            if zeros > _MAX_EXP_GOLOMB_ZEROS:
+                raise BitstreamError(f"exp-Golomb code too long in {self.what}")
+        return (1 << zeros) - 1 + self.u(zeros)
+
+    def se(self) -> int:
+        """Signed exp-Golomb ``se(v)``: 1, -1, 2, -2, … for code numbers 1, 2, 3, 4, …"""
+        code = self.ue()
+        return (code + 1) // 2 if code % 2 else -(code // 2)
+
+
+@dataclass(frozen=True, slots=True)
+class Sps:
+    """An H.264 sequence parameter set (§7.3.2.1.1) up to the VUI timing information (E.1.1).
+
+    The VUI's HRD parameters and bitstream restrictions, which follow the timing information,
+    are not read. Scaling lists are read only to be skipped.
+    """
+
+    profile_idc: int
+    constraint_flags: int
+    level_idc: int
+    seq_parameter_set_id: int
+    chroma_format_idc: int
+    separate_colour_plane: bool
+    bit_depth_luma: int
+    bit_depth_chroma: int
+    qpprime_y_zero_transform_bypass: bool
+    seq_scaling_matrix_present: bool
+    log2_max_frame_num: int
+    pic_order_cnt_type: int
+    #: pic_order_cnt_type 0: log2_max_pic_order_cnt_lsb.
+    log2_max_pic_order_cnt_lsb: int | None
+    #: pic_order_cnt_type 1: delta_pic_order_always_zero_flag, offset_for_non_ref_pic,
+    #: offset_for_top_to_bottom_field and offset_for_ref_frame[] (one per frame of the cycle).
+    delta_pic_order_always_zero: bool | None
+    offset_for_non_ref_pic: int | None
+    offset_for_top_to_bottom_field: int | None
+    offsets_for_ref_frame: tuple[int, ...] | None
+    max_num_ref_frames: int
+    gaps_in_frame_num_allowed: bool
+    pic_width_in_mbs: int
+    pic_height_in_map_units: int
+    frame_mbs_only: bool
+    mb_adaptive_frame_field: bool
+    direct_8x8_inference: bool
+    #: (left, right, top, bottom) frame_crop offsets, in crop units (see :attr:`crop_units`).
+    crop: tuple[int, int, int, int]
+    vui_present: bool
+    aspect_ratio_idc: int | None = None
+    #: (sar_width, sar_height) of an Extended_SAR (aspect_ratio_idc 255).
+    sar: tuple[int, int] | None = None
+    overscan_appropriate: bool | None = None
+    video_format: int | None = None
+    video_full_range: bool | None = None
+    #: (colour_primaries, transfer_characteristics, matrix_coefficients).
+    colour_description: tuple[int, int, int] | None = None
+    #: (chroma_sample_loc_type_top_field, chroma_sample_loc_type_bottom_field).
+    chroma_sample_loc: tuple[int, int] | None = None
+    num_units_in_tick: int | None = None
+    time_scale: int | None = None
+    fixed_frame_rate: bool | None = None
+
+    @property
+    def chroma_array_type(self) -> int:
+        return 0 if self.separate_colour_plane else self.chroma_format_idc
+
+    @property
+    def crop_units(self) -> tuple[int, int]:
+        """(CropUnitX, CropUnitY) of equations 7-19 to 7-22."""
+        fields = 1 if self.frame_mbs_only else 2
+        if self.chroma_array_type == 0:
+            return 1, fields
+        sub_width, sub_height = _CHROMA_SUBSAMPLING[self.chroma_format_idc]
+        return sub_width, sub_height * fields
+
+    @property
+    def coded_size(self) -> tuple[int, int]:
+        """Width and height of the decoded frame before cropping (multiples of 16)."""
+        map_unit_rows = 1 if self.frame_mbs_only else 2
+        return self.pic_width_in_mbs * 16, self.pic_height_in_map_units * map_unit_rows * 16
+
+    @property
+    def width(self) -> int:
+        """Output width: the coded width minus the left and right crop."""
+        unit_x, _ = self.crop_units
+        return self.coded_size[0] - unit_x * (self.crop[0] + self.crop[1])
+
+    @property
+    def height(self) -> int:
+        """Output (frame) height: the coded height minus the top and bottom crop."""
+        _, unit_y = self.crop_units
+        return self.coded_size[1] - unit_y * (self.crop[2] + self.crop[3])
+
+    @property
+    def frame_rate(self) -> Fraction | None:
+        """time_scale / (2 × num_units_in_tick): one frame lasts two clock ticks (E.2.1,
+        DeltaTfiDivisor 2 for a frame), as x264 writes it; ``None`` without timing info."""
+        if not self.num_units_in_tick or not self.time_scale:
+            return None
+        return Fraction(self.time_scale, 2 * self.num_units_in_tick)
+
+
+def parse_sps(nal: bytes) -> Sps:
+    """Parse an SPS NAL unit (header byte included; emulation prevention removed here).
+
+    Raises :class:`BitstreamError` for a NAL unit that is not an SPS, one that ends early, and
+    values the syntax forbids (chroma_format_idc > 3, a crop as large as the frame, …).
+    """
+    if not nal or nal_type(nal) != NAL_SPS:
+        raise BitstreamError("not an SPS NAL unit")
+    bits = BitReader(_unescape(nal[1:]))
+    profile_idc, constraint_flags, level_idc = bits.u(8), bits.u(8), bits.u(8)
+    if profile_idc == 0:
+        raise BitstreamError("SPS with profile_idc 0")
+    sps_id = bits.ue()
+    if sps_id > 31:
+        raise BitstreamError(f"SPS with seq_parameter_set_id {sps_id} (at most 31)")
+    chroma_format_idc, separate_planes, depth_luma, depth_chroma = 1, False, 8, 8
+    bypass = scaling = False
+    if profile_idc in CHROMA_PROFILES:
+        chroma_format_idc = bits.ue()
+        if chroma_format_idc > 3:
+            raise BitstreamError(f"SPS with chroma_format_idc {chroma_format_idc}")
+        separate_planes = chroma_format_idc == 3 and bits.flag()
+        depth_luma, depth_chroma = 8 + bits.ue(), 8 + bits.ue()
+        if depth_luma > 14 or depth_chroma > 14:
+            raise BitstreamError("SPS with a bit depth above 14")
+        bypass = bits.flag()
+        scaling = bits.flag()
+        if scaling:
+            for index in range(8 if chroma_format_idc != 3 else 12):
+                if bits.flag():  # seq_scaling_list_present_flag[index]
+                    _skip_scaling_list(bits, 16 if index < 6 else 64)
+    log2_max_frame_num = 4 + bits.ue()
+    if log2_max_frame_num > 16:
+        raise BitstreamError("SPS with log2_max_frame_num above 16")
+    poc_type = bits.ue()
+    poc_lsb = always_zero = non_ref = top_to_bottom = ref_offsets = None
+    if poc_type == 0:
+        poc_lsb = 4 + bits.ue()
+        if poc_lsb > 16:
+            raise BitstreamError("SPS with log2_max_pic_order_cnt_lsb above 16")
+    elif poc_type == 1:
+        always_zero, non_ref, top_to_bottom = bits.flag(), bits.se(), bits.se()
+        cycle = bits.ue()  # num_ref_frames_in_pic_order_cnt_cycle
+        if cycle > 255:
+            raise BitstreamError("SPS with more than 255 frames in its POC cycle")
+        ref_offsets = tuple(bits.se() for _ in range(cycle))
+    elif poc_type != 2:
+        raise BitstreamError(f"SPS with pic_order_cnt_type {poc_type}")
+    max_ref_frames = bits.ue()
+    gaps = bits.flag()
+    width_mbs, height_map_units = bits.ue() + 1, bits.ue() + 1
+    if width_mbs > _MAX_MBS or height_map_units > _MAX_MBS:
+        raise BitstreamError(f"SPS with a {width_mbs}x{height_map_units} macroblock frame")
+    frame_mbs_only = bits.flag()
+    mb_adaptive = not frame_mbs_only and bits.flag()
+    direct_8x8 = bits.flag()
+    crop = (0, 0, 0, 0)
+    if bits.flag():  # frame_cropping_flag
+        crop = (bits.ue(), bits.ue(), bits.ue(), bits.ue())
+    sps = Sps(
+        profile_idc=profile_idc,
+        constraint_flags=constraint_flags,
+        level_idc=level_idc,
+        seq_parameter_set_id=sps_id,
+        chroma_format_idc=chroma_format_idc,
+        separate_colour_plane=separate_planes,
+        bit_depth_luma=depth_luma,
+        bit_depth_chroma=depth_chroma,
+        qpprime_y_zero_transform_bypass=bypass,
+        seq_scaling_matrix_present=scaling,
+        log2_max_frame_num=log2_max_frame_num,
+        pic_order_cnt_type=poc_type,
+        log2_max_pic_order_cnt_lsb=poc_lsb,
+        delta_pic_order_always_zero=always_zero,
+        offset_for_non_ref_pic=non_ref,
+        offset_for_top_to_bottom_field=top_to_bottom,
+        offsets_for_ref_frame=ref_offsets,
+        max_num_ref_frames=max_ref_frames,
+        gaps_in_frame_num_allowed=gaps,
+        pic_width_in_mbs=width_mbs,
+        pic_height_in_map_units=height_map_units,
+        frame_mbs_only=frame_mbs_only,
+        mb_adaptive_frame_field=mb_adaptive,
+        direct_8x8_inference=direct_8x8,
+        crop=crop,
+        vui_present=bits.flag(),
+    )
+    if sps.width <= 0 or sps.height <= 0:
+        raise BitstreamError(f"SPS crops its {sps.coded_size[0]}x{sps.coded_size[1]} frame away")
+    return _with_vui(sps, bits) if sps.vui_present else sps
+
+
+def _skip_scaling_list(bits: BitReader, size: int) -> None:
+    """Read past one scaling_list() of ``size`` entries (§7.3.2.1.1.1).
+
+    One delta_scale per entry until nextScale becomes 0 (at the first entry: "use the default
+    list"; later: the last value repeats to the end), after which nothing more is coded.
+    """
+    last = 8
+    for _ in range(size):
+        delta = bits.se()
+        if not -128 <= delta <= 127:
+            raise BitstreamError(f"SPS with a scaling list delta of {delta}")
+        following = (last + delta + 256) % 256
+        if following == 0:
+            return
+        last = following
+
+
+def _with_vui(sps: Sps, bits: BitReader) -> Sps:
+    """``sps`` with the vui_parameters() fields up to the timing information (E.1.1)."""
+    aspect_ratio_idc = sar = overscan = video_format = full_range = None
+    colour = chroma_loc = None
+    if bits.flag():  # aspect_ratio_info_present_flag
+        aspect_ratio_idc = bits.u(8)
+        if aspect_ratio_idc == EXTENDED_SAR:
+            sar = (bits.u(16), bits.u(16))
+    if bits.flag():  # overscan_info_present_flag
+        overscan = bits.flag()
+    if bits.flag():  # video_signal_type_present_flag
+        video_format, full_range = bits.u(3), bits.flag()
+        if bits.flag():  # colour_description_present_flag
+            colour = (bits.u(8), bits.u(8), bits.u(8))
+    if bits.flag():  # chroma_loc_info_present_flag
+        chroma_loc = (bits.ue(), bits.ue())
+    units = scale = fixed = None
+    if bits.flag():  # timing_info_present_flag
+        units, scale, fixed = bits.u(32), bits.u(32), bits.flag()
+    return replace(
+        sps,
+        aspect_ratio_idc=aspect_ratio_idc,
+        sar=sar,
+        overscan_appropriate=overscan,
+        video_format=video_format,
+        video_full_range=full_range,
+        colour_description=colour,
+        chroma_sample_loc=chroma_loc,
+        num_units_in_tick=units,
+        time_scale=scale,
+        fixed_frame_rate=fixed,
+    )
 
 
 def adts_object_type(data: bytes) -> int:
@@ -436,12 +731,15 @@ __all__ = [
     "NAL_IDR",
     "NAL_SPS",
     "VCL_NAL_TYPES",
+    "BitReader",
     "BitstreamError",
     "SegmentStart",
+    "Sps",
     "TsScanner",
     "adts_object_type",
     "avc_codec_string",
     "nal_type",
+    "parse_sps",
     "scan_bytes",
     "scan_segment",
     "split_annexb",

@@ -11,9 +11,16 @@ produced files::
     manifest.m3u8 ─► <rung>/index.m3u8 ─► segments
                                            ├── os.stat sizes + #EXTINF ─► BANDWIDTH (peak),
                                            │                             AVERAGE-BANDWIDTH
-                                           ├── first segment's bitstream ─► CODECS
-                                           └── ffprobe of the first segment ─► RESOLUTION,
-                                                                               FRAME-RATE
+                                           └── first segment's bitstream ─► CODECS
+                                                └── its H.264 SPS ─► RESOLUTION, FRAME-RATE
+                                                    (ffprobe of the segment when the SPS
+                                                     has no VUI timing info)
+
+RESOLUTION is the SPS's cropped frame size and FRAME-RATE its ``time_scale / (2 ×
+num_units_in_tick)``, what ffprobe reports for the same stream (libx264 always writes the
+timing info); no process runs after the encode. ffprobe is asked only when the SPS cannot say:
+no timing info (some hardware encoders), an SPS that does not parse, or a clock rate above
+:data:`MAX_SPS_FRAME_RATE` (a time base rather than a frame rate).
 
 Bitrates follow Apple's HLS authoring definitions, used identically by the validator
 (:mod:`speak_encoder.pipeline.verify`):
@@ -69,8 +76,12 @@ FFPROBE_TIMEOUT_S = 60.0
 FFPROBE_MAX_OUTPUT = 256 * 1024
 #: Name of a rung's I-frame playlist (pipeline.iframes.IFRAME_PLAYLIST_NAME).
 IFRAME_PLAYLIST_NAME = "iframes.m3u8"
-#: ffprobe results kept per (segment, size, mtime): the writer and the validator ask twice.
+#: Video measurements (SPS or ffprobe) kept per (segment, size, mtime, inode): the writer and
+#: the validator ask twice.
 PROBE_CACHE_SIZE = 64
+#: Highest frame rate taken from an SPS's timing info; above it the clock is more likely a time
+#: base than a frame rate (the encoder writes at most 60 fps) and ffprobe is asked instead.
+MAX_SPS_FRAME_RATE = 240
 #: Bounds of the run of segments the peak bitrate is measured over, in target durations.
 PEAK_WINDOW_MIN = 0.5
 PEAK_WINDOW_MAX = 1.5
@@ -104,7 +115,7 @@ class RenditionStats:
 
 @dataclass(frozen=True, slots=True)
 class VideoInfo:
-    """What ffprobe says about the video stream of a segment."""
+    """What the SPS (or ffprobe) says about the video stream of a segment."""
 
     width: int
     height: int
@@ -203,7 +214,7 @@ def peak_bitrate(sizes: Sequence[int], durations: Sequence[float], target_durati
     return math.ceil(peak)
 
 
-# --- ffprobe -------------------------------------------------------------------------------
+# --- frame size and rate: the SPS, else ffprobe -------------------------------------------
 
 
 def parse_frame_rate(text: object) -> float | None:
@@ -246,11 +257,32 @@ def parse_ffprobe_video(output: bytes, *, where: str) -> VideoInfo:
     return VideoInfo(width, height, rate)
 
 
+def video_from_sps(sps: bytes | None) -> VideoInfo | None:
+    """Cropped frame size and frame rate from an H.264 SPS NAL unit.
+
+    ``None`` when the SPS cannot tell: none given, one that does not parse, no VUI timing info,
+    or a rate above :data:`MAX_SPS_FRAME_RATE`.
+    """
+    if sps is None:
+        return None
+    try:
+        parsed = bitstream.parse_sps(sps)
+    except bitstream.BitstreamError:
+        return None
+    rate = parsed.frame_rate
+    if rate is None or rate > MAX_SPS_FRAME_RATE:
+        return None
+    return VideoInfo(parsed.width, parsed.height, float(rate))
+
+
 _PROBED: dict[tuple[str, str, int, int, int], VideoInfo] = {}
 
 
-async def probe_video(segment: Path, *, ffprobe: str, where: str) -> VideoInfo:
-    """Run ffprobe on one segment; failures become OutputInvalid / EncodeError.
+async def probe_video(
+    segment: Path, *, ffprobe: str, where: str, sps: bytes | None = None
+) -> VideoInfo:
+    """Width, height and frame rate of one segment: from ``sps`` (its first SPS NAL unit) when
+    that tells, else from ffprobe, whose failures become OutputInvalid / EncodeError.
 
     A result is reused while the file is unchanged (same size, mtime and inode).
     """
@@ -262,7 +294,7 @@ async def probe_video(segment: Path, *, ffprobe: str, where: str) -> VideoInfo:
         key = (ffprobe, str(segment.resolve()), st.st_size, st.st_mtime_ns, st.st_ino)
         if key in _PROBED:
             return _PROBED[key]
-    info = await _run_probe(segment, ffprobe=ffprobe, where=where)
+    info = video_from_sps(sps) or await _run_probe(segment, ffprobe=ffprobe, where=where)
     if key is not None:
         while len(_PROBED) >= PROBE_CACHE_SIZE:
             _PROBED.pop(next(iter(_PROBED)))
@@ -302,8 +334,8 @@ def segment_sizes(folder: Path, uri: str, playlist: MediaPlaylist) -> list[int]:
     return sizes
 
 
-def read_codecs(segment: Path, *, where: str) -> str:
-    """``CODECS`` value from the bitstream of one segment (H.264 video required)."""
+def read_segment_start(segment: Path, *, where: str) -> bitstream.SegmentStart:
+    """The start of one segment, with its ``CODECS`` value and SPS (H.264 video required)."""
     try:
         start = bitstream.scan_segment(segment, want_audio=True)
     except (bitstream.BitstreamError, OSError) as exc:
@@ -315,7 +347,7 @@ def read_codecs(segment: Path, *, where: str) -> str:
         raise OutputInvalid(
             f"{where} has an AAC track without an ADTS header in its first {limit} MiB"
         )
-    return start.codecs
+    return start
 
 
 async def measure_rendition(
@@ -337,15 +369,15 @@ async def measure_rendition(
     target = playlist.target_duration or math.ceil(max(durations))
     first_uri = join_uri(uri, playlist.segments[0].uri)
     first = resolve_uri(folder, first_uri, where=uri)
-    codecs = read_codecs(first, where=first_uri)
-    video = await probe_video(first, ffprobe=ffprobe, where=first_uri)
+    start = read_segment_start(first, where=first_uri)
+    video = await probe_video(first, ffprobe=ffprobe, where=first_uri, sps=start.sps)
     return RenditionStats(
         name=rung_name(uri),
         uri=uri,
         width=video.width,
         height=video.height,
         frame_rate=video.frame_rate,
-        codecs=codecs,
+        codecs=start.codecs,
         bandwidth=peak_bitrate(sizes, durations, target),
         average_bandwidth=average_bitrate(sizes, durations),
         segments=len(sizes),
@@ -478,7 +510,8 @@ def write_text_atomic(path: Path, text: str) -> None:
 async def measure_ladder(
     folder: Path, master: MasterPlaylist, *, ffprobe: str = "ffprobe"
 ) -> list[RenditionStats]:
-    """Measure every variant of ``master`` (concurrently; one ffprobe per rung)."""
+    """Measure every variant of ``master`` (concurrently; ffprobe only for a rung whose SPS
+    has no timing info)."""
     if not master.variants:
         raise OutputInvalid(f"{MASTER_PLAYLIST_NAME} lists no variant playlists")
     async with asyncio.TaskGroup() as group:
@@ -493,7 +526,8 @@ async def write_master_playlist(folder: Path, *, ffprobe: str = "ffprobe") -> li
     """Measure the ladder in ``folder`` and rewrite its ``manifest.m3u8`` from the measurements.
 
     Returns the rungs highest first, as written. Raises :class:`OutputInvalid` when the folder
-    is not a readable ladder and :class:`EncodeError` when ffprobe hangs.
+    is not a readable ladder and :class:`EncodeError` when ffprobe, asked about a rung whose
+    SPS has no timing info, hangs.
     """
     original = load_master_playlist(folder)
     try:
@@ -511,6 +545,7 @@ async def write_master_playlist(folder: Path, *, ffprobe: str = "ffprobe") -> li
 __all__ = [
     "IFRAME_PLAYLIST_NAME",
     "MASTER_PLAYLIST_NAME",
+    "MAX_SPS_FRAME_RATE",
     "IframeStats",
     "RenditionStats",
     "VideoInfo",
@@ -524,5 +559,6 @@ __all__ = [
     "peak_bitrate",
     "resolve_uri",
     "stream_inf_attributes",
+    "video_from_sps",
     "write_master_playlist",
 ]

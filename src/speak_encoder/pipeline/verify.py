@@ -8,7 +8,8 @@ From the encoding spec, docs/encoding.md §6 (Apple HLS authoring rules)::
     3  durations   all rungs cover the expected duration (± one target duration) and each other
     4  bitrates    measured peak ≤ 1.1 × BANDWIDTH, measured average within 10 % of
                    AVERAGE-BANDWIDTH (same definitions as the writer in ``hls``)
-    5  codecs      CODECS, RESOLUTION, FRAME-RATE match the bitstream / ffprobe of the rung
+    5  codecs      CODECS, RESOLUTION, FRAME-RATE match the rung's bitstream (its SPS; ffprobe
+                   when the SPS has no timing info), measured like the writer in ``hls``
     6  contents    the folder holds exactly the files the playlists reference — plus, at the
                    root, the poster thumbnail.jpg (a JPEG) and storyboard.vtt with the sprite
                    its cues point into (storyboard.jpg; every cue inside it)
@@ -21,7 +22,8 @@ Storyboard cues must cover the video (3).
 The checks themselves are :mod:`speak_encoder.pipeline.verify_checks` (1–5) and
 :mod:`speak_encoder.pipeline.verify_contents` (6); this module runs them on a folder and reports.
 
-A broken folder gives violations, never exceptions (a missing ffprobe binary still raises
+A broken folder gives violations, never exceptions (a missing ffprobe binary, when a rung's SPS
+has no timing info and ffprobe is needed, still raises
 :class:`~speak_encoder.errors.ConfigError`). Memory stays bounded: segment sizes come from
 ``os.stat``, segments are read only up to their first coded slice, and at most
 :data:`~speak_encoder.pipeline.verify_checks.MAX_VIOLATIONS_PER_GROUP`
