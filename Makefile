@@ -33,6 +33,9 @@ $(STAMP): pyproject.toml requirements.lock
 	@echo "==> installing the runtime Python dependencies into $(VENV)"
 	@$(PY) -m pip install -q --disable-pip-version-check -r requirements.lock
 	@$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	@# Bytecode now, as pip does for a regular install (an editable one leaves it to the first
+	@# run, and with PYTHONDONTWRITEBYTECODE set every command would compile the package again).
+	@$(PY) -m compileall -q src >/dev/null
 	@touch $(STAMP)
 
 $(DEV_STAMP): $(STAMP) requirements-dev.lock

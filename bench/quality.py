@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import compileall
 import dataclasses
 import json
 import math
@@ -565,6 +566,9 @@ def main(argv: list[str] | None = None) -> int:
         print("no ffmpeg with libvmaf: install imageio-ffmpeg into the venv (make bench does)")
         return 1
     started = time.monotonic()
+    # The package's bytecode is current, as in an installed node: with PYTHONDONTWRITEBYTECODE
+    # (set on some machines) each `speak-encoder` start would otherwise compile what changed.
+    compileall.compile_dir(str(ROOT / "src"), quiet=1)
     CACHE.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="quality-", dir=CACHE))
     ctx = Context(ffmpeg, ffprobe, vmaf_ffmpeg, work, [])
