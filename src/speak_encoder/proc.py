@@ -120,16 +120,21 @@ def kill_group(proc: asyncio.subprocess.Process, sig: int = signal.SIGKILL) -> N
 
 async def stop(proc: asyncio.subprocess.Process, grace: float = TERMINATE_GRACE_S) -> None:
     """SIGTERM the group, then SIGKILL it after ``grace`` seconds; always reaps the child."""
-    if proc.returncode is None:
-        kill_group(proc, signal.SIGTERM)
-        try:
-            await asyncio.wait_for(proc.wait(), grace)
-        except TimeoutError:
-            kill_group(proc, signal.SIGKILL)
-    # Reap even when cancelled meanwhile: no zombie left behind.
-    with contextlib.suppress(ProcessLookupError):
-        await asyncio.shield(proc.wait())
-    kill_group(proc, signal.SIGKILL)  # stragglers of the group
+    try:
+        if proc.returncode is None:
+            kill_group(proc, signal.SIGTERM)
+            try:
+                await asyncio.wait_for(proc.wait(), grace)
+            except TimeoutError:
+                kill_group(proc, signal.SIGKILL)
+    except asyncio.CancelledError:
+        kill_group(proc, signal.SIGKILL)  # cancelled during the grace: no grace left
+        raise
+    finally:
+        # Reap even when cancelled meanwhile: no zombie, no subprocess transport left open.
+        with contextlib.suppress(ProcessLookupError):
+            await asyncio.shield(proc.wait())
+        kill_group(proc, signal.SIGKILL)  # stragglers of the group
 
 
 def _group_rss(pid: int) -> int:

@@ -149,10 +149,12 @@ async def run_ffmpeg(
         await asyncio.gather(read_progress(), read_stderr())
         returncode = await proc.wait()
     finally:
-        await stop(proc)
-        hit = watcher.result() if watcher.done() and not watcher.cancelled() else None
-        watcher.cancel()
-        await asyncio.wait({watcher})  # finished before the process object goes
+        try:
+            await stop(proc)
+            hit = watcher.result() if watcher.done() and not watcher.cancelled() else None
+        finally:  # (also when cancelled again while stopping: no memory watcher left pending)
+            watcher.cancel()
+            await asyncio.wait({watcher})  # finished before the process object goes
     if hit is not None:
         raise MemoryLimitExceeded(
             f"ffmpeg used {hit / 1024 / 1024:.0f} MB of memory on this source, more than "
