@@ -259,8 +259,9 @@ def test_no_progress_report_follows_the_final_one_to_a_slow_receiver(
 ) -> None:  # fmt: skip
     embed = embed_server
     embed.progress_delay = 3.0  # every /webhook/progress is processed 3 s after it arrived
-    # a job of several heartbeats (about one every 2 s), so that it reports progress
-    cid, base = serve(ipfs_gateway, sample("hd720"))
+    # a job of several heartbeats (about one every 2 s), so that it reports progress: the 12 s
+    # 1080p sample (a community node encodes 480p only: the 4 s samples took one heartbeat)
+    cid, base = serve(ipfs_gateway, sample("demo"))
     embed.ipfs_gateway = f"{base}/ipfs"
     embed.add_video("dave", "quick", cid)
     node = community_node(make_gateway_node, embed, node_key, IPFS_GATEWAYS=base,

@@ -77,6 +77,23 @@ class LiveNode:
         except BaseException as exc:  # reported by start()/stop()
             self._error = exc
             self._ready.set()
+        finally:
+            self._close_loop()
+
+    def _close_loop(self) -> None:
+        """What ``asyncio.run`` does at its end: what is still running is cancelled and awaited
+        (a job's ffmpeg stopped and reaped), then the loop is closed."""
+        loop = self.loop
+        try:
+            left = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.gather(*left, return_exceptions=True))
+            loop.run_until_complete(loop.shutdown_asyncgens())
+            loop.run_until_complete(loop.shutdown_default_executor())
+        finally:
+            loop.close()
 
     async def _serve(self) -> None:
         service = self.service
