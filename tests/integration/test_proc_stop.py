@@ -43,6 +43,8 @@ async def _cancel_twice() -> tuple[list[str], list[int]]:
     def on_progress(_: EncodeProgress) -> None:
         started.set()
 
+    me = psutil.Process()
+    before = {p.pid for p in me.children()}  # (a session's IPFS node, PostgreSQL …)
     job = asyncio.ensure_future(
         run_ffmpeg(
             [sys.executable, "-c", STUBBORN],
@@ -52,8 +54,7 @@ async def _cancel_twice() -> tuple[list[str], list[int]]:
         )
     )
     await asyncio.wait_for(started.wait(), 30)
-    me = psutil.Process()
-    (child,) = me.children()
+    (child,) = [p for p in me.children() if p.pid not in before]
     job.cancel()
     # Wait until the job is inside proc.stop (SIGTERM sent and ignored: the grace runs) …
     for _ in range(1000):
@@ -65,7 +66,9 @@ async def _cancel_twice() -> tuple[list[str], list[int]]:
     with pytest.raises(asyncio.CancelledError):
         await job
     pending = [repr(t.get_coro()) for t in asyncio.all_tasks() if t is not asyncio.current_task()]
-    alive = [p.pid for p in me.children() if p.status() != psutil.STATUS_ZOMBIE]
+    alive = [
+        p.pid for p in me.children() if p.pid not in before and p.status() != psutil.STATUS_ZOMBIE
+    ]
     return pending, alive
 
 
