@@ -186,17 +186,15 @@ MAX_ANSWERS = 16
 QUERY_TIMEOUT_S = 30.0
 
 
-async def tool_output(
-    ffmpeg: str, flag: str, *, timeout: float = QUERY_TIMEOUT_S, fresh: bool = False
-) -> Completed:
+async def tool_output(ffmpeg: str, flag: str) -> Completed:
     """``ffmpeg -hide_banner <flag>`` (``-version``, ``-filters``, ``-encoders``), run once per
-    process and binary: a successful answer is kept (``fresh`` asks again). A timeout raises
+    process and binary: a successful answer is kept. A timeout (:data:`QUERY_TIMEOUT_S`) raises
     :class:`TimeoutError` for the caller to translate."""
     key = (ffmpeg, flag)
-    known = None if fresh else _ANSWERS.get(key)
+    known = _ANSWERS.get(key)
     if known is not None:
         return known
-    done = await run_capture([ffmpeg, "-hide_banner", flag], timeout=timeout)
+    done = await run_capture([ffmpeg, "-hide_banner", flag], timeout=QUERY_TIMEOUT_S)
     if done.returncode == 0:
         if len(_ANSWERS) >= MAX_ANSWERS:
             _ANSWERS.clear()
@@ -226,6 +224,7 @@ async def ffmpeg_info(ffmpeg: str = "ffmpeg") -> FfmpegInfo:
 
 
 __all__ = [
+    "QUERY_TIMEOUT_S",
     "STDERR_TAIL_LINES",
     "EncodeProgress",
     "FfmpegInfo",

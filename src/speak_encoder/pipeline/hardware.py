@@ -58,7 +58,7 @@ from speak_encoder.pipeline.ffmpeg import (
     EncoderTuning,
     build_command,
 )
-from speak_encoder.pipeline.ffmpeg_run import EncodeProgress, run_ffmpeg
+from speak_encoder.pipeline.ffmpeg_run import QUERY_TIMEOUT_S, EncodeProgress, run_ffmpeg
 from speak_encoder.pipeline.hardware_cache import (
     DEFAULT_BROKEN_AFTER,
     DeviceScan,
@@ -82,8 +82,6 @@ log = logging.getLogger(__name__)
 #: Seconds one detection test encode may take (a 4 s clip; the first CUDA/VA-API start-up
 #: alone can take seconds). Jobs have no such limit: same budget as libx264.
 DETECT_TIMEOUT_S = 60.0
-#: Seconds for ``ffmpeg -version`` / ``-encoders``.
-QUERY_TIMEOUT_S = 30.0
 #: The generated test clip: big enough for two rungs (720p, 480p) so the split and two scalers
 #: run, long enough for two segments so a forced keyframe at a segment start is checked too.
 TEST_CLIP_SIZE = "1280x720"
