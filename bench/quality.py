@@ -636,14 +636,16 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  speak-encoder encode (Python + ffmpeg) ÷ existing largest run = "
                       f"{ratio:.2f} (goal ≤ {GOAL_RSS_RATIO:.2f}) {verdict}")  # fmt: skip
             doc["sources"][source.name] = entry
-        if not args.study and all_sources and all_sources[0].real:
-            bbb = all_sources[0]
-            timed = Source(
-                bbb.name,
-                looped(footage_clip(BBB_MEMBER, ffmpeg) or bbb.path, args.overhead_loops, ffmpeg),
-                True,
-                f"Big Buck Bunny ×{args.overhead_loops}",
-            )
+        if not args.study and all_sources:
+            timed = all_sources[0]  # (no real footage: the synthetic source, as before)
+            clip = footage_clip(BBB_MEMBER, ffmpeg) if timed.real else None
+            if clip is not None:
+                timed = Source(
+                    timed.name,
+                    looped(clip, args.overhead_loops, ffmpeg),
+                    True,
+                    f"Big Buck Bunny ×{args.overhead_loops}",
+                )
             doc["a_over_c"] = overhead(ctx, prepare(ctx, timed), crfs[0], args.repeat)
             doc["a_over_c"]["source"] = timed.description
     finally:
