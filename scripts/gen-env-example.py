@@ -14,20 +14,18 @@ a .env file); the two that depend on the machine are described in :data:`SHOWN_D
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import enum
 import re
 import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import SecretStr
-from pydantic_core import PydanticUndefined
-
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
 from speak_encoder import config  # noqa: E402
-from speak_encoder.config import Settings  # noqa: E402
+from speak_encoder.config import SecretStr, setting_fields  # noqa: E402
 
 OUTPUT = ROOT / ".env.example"
 
@@ -113,7 +111,7 @@ _FIELD = re.compile(r"^    (?P<name>[a-z_][a-z0-9_]*)\s*:")
 def _scan_class(source: str) -> tuple[dict[str, str], dict[str, str]]:
     """Section title and ``#:`` comment of each field, from the text of class Settings."""
     lines = source.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("class Settings("))
+    start = next(i for i, line in enumerate(lines) if line.startswith("class Settings"))
     sections: dict[str, str] = {}
     docs: dict[str, str] = {}
     section = "settings"
@@ -149,18 +147,18 @@ def _shown(value: Any) -> str:
 
 def _range(field: Any) -> str:
     bounds = []
-    for item in field.metadata:
-        for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
-            value = getattr(item, attr, None)
-            if value is not None:
-                bounds.append(f"{sign} {value}")
+    limits = field.metadata.get("bounds", {})
+    for attr, sign in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<")):
+        value = limits.get(attr)
+        if value is not None:
+            bounds.append(f"{sign} {value}")
     return f" ({', '.join(bounds)})" if bounds else ""
 
 
 def render() -> str:
     source = Path(config.__file__).read_text("utf-8")
     sections, docs = _scan_class(source)
-    missing = [n for n in Settings.model_fields if n not in docs and n not in MEANINGS]
+    missing = [n for n in setting_fields() if n not in docs and n not in MEANINGS]
     if missing:
         raise SystemExit(
             "error: no meaning for "
@@ -178,7 +176,7 @@ def render() -> str:
         "# else (it is refused otherwise); keep it private (chmod 600) once it holds a secret.",
     ]
     current = None
-    for name, field in Settings.model_fields.items():
+    for name, field in setting_fields().items():
         section = sections.get(name, "settings")
         if section != current:
             current = section
@@ -187,7 +185,7 @@ def render() -> str:
         if name in SHOWN_DEFAULTS:
             default = ""
             meaning += f" Default: {SHOWN_DEFAULTS[name]}."
-        elif field.default is PydanticUndefined:
+        elif field.default is dataclasses.MISSING:
             default = ""
         else:
             default = _shown(field.default)
@@ -221,7 +219,7 @@ def main() -> int:
             return 1
         return 0
     args.output.write_text(text, "utf-8")
-    print(f"wrote {args.output} ({len(Settings.model_fields)} settings)")
+    print(f"wrote {args.output} ({len(setting_fields())} settings)")
     return 0
 
 

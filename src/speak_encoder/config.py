@@ -23,16 +23,19 @@ start with a :class:`~speak_encoder.errors.ConfigError` that names the environme
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 import stat
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
-
+from speak_encoder.config_values import coerce, environment_values, read_env_file
 from speak_encoder.errors import ConfigError
+from speak_encoder.secret_str import SecretStr
 
 #: Where the node keeps its state (job store, local CID store, pending pins).
 DEFAULT_DATA_DIR = Path(os.environ.get("XDG_DATA_HOME", Path.home() / ".local" / "share")) / (
@@ -135,19 +138,32 @@ SQLITE_NAME = "jobs.sqlite3"
 DATABASE_SCHEMES = ("sqlite", "postgresql")
 
 
-class Settings(BaseSettings):
-    """Every setting of the node. Field ``foo_bar`` is environment variable ``FOO_BAR``."""
+_T = TypeVar("_T")
 
-    model_config = SettingsConfigDict(
-        env_file=None,  # only ever the file load_settings checked (see the module docstring)
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=False,
-        validate_default=True,
-    )
+
+def bounded(
+    default: _T, *, ge: float | None = None, gt: float | None = None, le: float | None = None
+) -> _T:
+    """A setting's default with the bounds its value must keep (shown in .env.example)."""
+    limits = {k: v for k, v in (("ge", ge), ("gt", gt), ("le", le)) if v is not None}
+    return field(default=default, metadata={"bounds": limits})
+
+
+def _default_node_name() -> str:
+    return f"speak-encoder-{socket.gethostname()}"
+
+
+@dataclass(kw_only=True)
+class Settings:
+    """Every setting of the node. Field ``foo_bar`` is environment variable ``FOO_BAR``.
+
+    Building one converts and checks every value (text from the environment or a file becomes
+    the declared type, bounds and the checks below apply); a bad value is a
+    :class:`~speak_encoder.errors.ConfigError` naming its key. Only :func:`load_settings` reads
+    the environment and the env file."""
 
     # --- identity -------------------------------------------------------------------------
-    node_name: str = Field(default_factory=lambda: f"speak-encoder-{socket.gethostname()}")
+    node_name: str = field(default_factory=_default_node_name)
     hive_username: str = ""
     encoder_private_key: SecretStr | None = None
 
@@ -161,54 +177,54 @@ class Settings(BaseSettings):
     ffmpeg_path: str = "ffmpeg"
     ffprobe_path: str = "ffprobe"
     encoder_preset: str = DEFAULT_PRESET
-    encoder_crf: int = Field(default=DEFAULT_CRF, ge=0, le=51)
+    encoder_crf: int = bounded(DEFAULT_CRF, ge=0, le=51)
     #: Optional TOML file replacing the built-in ladder table (see data/ladder.toml).
     ladder_file: Path | None = None
-    filter_threads: int = Field(default=DEFAULT_FILTER_THREADS, ge=1, le=64)
+    filter_threads: int = bounded(DEFAULT_FILTER_THREADS, ge=1, le=64)
     #: x264 threads per rung (0 = x264's own choice; 1 is refused: ffmpeg 5.1 would then run
     #: the rungs one after another) and its lookahead in frames (only ever lowers the
     #: preset's own). The defaults are the measured speed/memory optimum of the one-decode
     #: ladder on 2 cores: as fast as x264's defaults, under the per-rung baseline's peak RSS
     #: (bench/README.md).
-    x264_threads: int = Field(default=DEFAULT_X264_THREADS, ge=0, le=64)
-    x264_rc_lookahead: int | None = Field(default=DEFAULT_X264_LOOKAHEAD, ge=0, le=250)
-    max_muxing_queue: int = Field(default=DEFAULT_MAX_MUXING_QUEUE, ge=16, le=65536)
+    x264_threads: int = bounded(DEFAULT_X264_THREADS, ge=0, le=64)
+    x264_rc_lookahead: int | None = bounded(DEFAULT_X264_LOOKAHEAD, ge=0, le=250)
+    max_muxing_queue: int = bounded(DEFAULT_MAX_MUXING_QUEUE, ge=16, le=65536)
     #: Poster, I-frame playlists and storyboard, made from the ladder's own decode
     #: (``encode --no-extras`` turns them off for one encode).
     output_extras: bool = DEFAULT_OUTPUT_EXTRAS
     #: Resident memory (MiB) a job's ffmpeg may use: above, it is killed and the job fails for
     #: good with a readable error (0 = no limit).
-    ffmpeg_memory_max_mb: int = Field(default=DEFAULT_FFMPEG_MEMORY_MAX_MB, ge=0)
+    ffmpeg_memory_max_mb: int = bounded(DEFAULT_FFMPEG_MEMORY_MAX_MB, ge=0)
     hardware_acceleration: bool = True
     #: A hardware encoder that failed this many jobs in a row is not tried until re-detection.
-    hw_broken_after: int = Field(default=3, ge=1, le=100)
+    hw_broken_after: int = bounded(3, ge=1, le=100)
     #: Render node for VA-API and QSV (None = /dev/dri/renderD128).
     vaapi_device: str | None = None
     #: Seconds one hardware detection test encode may take.
-    hw_detect_timeout: float = Field(default=60.0, gt=0)
+    hw_detect_timeout: float = bounded(60.0, gt=0)
     #: Rungs of a direct-API job that is neither short nor premium.
     standard_rungs: str = DEFAULT_STANDARD_RUNGS
 
     # --- fetching sources -----------------------------------------------------------------
     ipfs_gateways: str = DEFAULT_IPFS_GATEWAYS
     ipfs_api_addr: str = DEFAULT_IPFS_API_ADDR
-    fetch_stall_timeout: float = Field(default=DEFAULT_STALL_TIMEOUT_S, gt=0)
-    fetch_connect_timeout: float = Field(default=DEFAULT_CONNECT_TIMEOUT_S, gt=0)
-    fetch_resumes: int = Field(default=DEFAULT_FETCH_RESUMES, ge=0, le=100)
-    max_source_mb: int = Field(default=DEFAULT_MAX_SOURCE_MB, gt=0)
+    fetch_stall_timeout: float = bounded(DEFAULT_STALL_TIMEOUT_S, gt=0)
+    fetch_connect_timeout: float = bounded(DEFAULT_CONNECT_TIMEOUT_S, gt=0)
+    fetch_resumes: int = bounded(DEFAULT_FETCH_RESUMES, ge=0, le=100)
+    max_source_mb: int = bounded(DEFAULT_MAX_SOURCE_MB, gt=0)
     #: Longest source accepted, in seconds of media: the length its container announces and the
     #: length its streams really have (their last timestamps) are both checked, before any
     #: encoding.
-    max_source_duration: float = Field(default=DEFAULT_MAX_SOURCE_DURATION_S, gt=0)
+    max_source_duration: float = bounded(DEFAULT_MAX_SOURCE_DURATION_S, gt=0)
     #: Largest video frame accepted, in pixels (width × height; the default takes DCI 8K). Checked
     #: on the probe before anything is decoded, and passed to ffprobe/ffmpeg as -max_pixels.
-    max_source_pixels: int = Field(default=DEFAULT_MAX_SOURCE_PIXELS, ge=64 * 64)
+    max_source_pixels: int = bounded(DEFAULT_MAX_SOURCE_PIXELS, ge=64 * 64)
     #: Check the bytes of an IPFS source fetched from a gateway against its CID while they stream
     #: (the local Kubo node verifies its own blocks). Assumes `ipfs add` defaults (256 KiB chunks,
     #: balanced DAG; CIDv1 = raw leaves): a CID made otherwise cannot be verified.
     ipfs_verify_sources: bool = True
-    disk_reserve_mb: int = Field(default=DEFAULT_DISK_RESERVE_MB, ge=0)
-    chunk_bytes: int = Field(default=DEFAULT_CHUNK_BYTES, ge=4096, le=16 * 1024 * 1024)
+    disk_reserve_mb: int = bounded(DEFAULT_DISK_RESERVE_MB, ge=0)
+    chunk_bytes: int = bounded(DEFAULT_CHUNK_BYTES, ge=4096, le=16 * 1024 * 1024)
 
     # --- publishing (storage/) ------------------------------------------------------------
     #: Publish targets in the order they are tried: local, hotnode, supernode, cluster,
@@ -222,54 +238,54 @@ class Settings(BaseSettings):
     ipfs_cluster_token: SecretStr | None = None
     pinning_service_url: str | None = None
     pinning_service_token: SecretStr | None = None
-    ipfs_connect_timeout: float = Field(default=DEFAULT_IPFS_CONNECT_TIMEOUT_S, gt=0)
-    ipfs_upload_stall_timeout: float = Field(default=DEFAULT_IPFS_UPLOAD_STALL_S, gt=0)
-    ipfs_processing_timeout: float = Field(default=DEFAULT_IPFS_PROCESSING_TIMEOUT_S, gt=0)
-    pin_retry_base: float = Field(default=DEFAULT_PIN_RETRY_BASE_S, gt=0)
-    pin_retry_max: float = Field(default=DEFAULT_PIN_RETRY_MAX_S, gt=0)
-    pin_max_age_hours: float = Field(default=DEFAULT_PIN_MAX_AGE_H, gt=0)
+    ipfs_connect_timeout: float = bounded(DEFAULT_IPFS_CONNECT_TIMEOUT_S, gt=0)
+    ipfs_upload_stall_timeout: float = bounded(DEFAULT_IPFS_UPLOAD_STALL_S, gt=0)
+    ipfs_processing_timeout: float = bounded(DEFAULT_IPFS_PROCESSING_TIMEOUT_S, gt=0)
+    pin_retry_base: float = bounded(DEFAULT_PIN_RETRY_BASE_S, gt=0)
+    pin_retry_max: float = bounded(DEFAULT_PIN_RETRY_MAX_S, gt=0)
+    pin_max_age_hours: float = bounded(DEFAULT_PIN_MAX_AGE_H, gt=0)
 
     # --- service (used by `speak-encoder run`) ---------------------------------------------
     #: SQLAlchemy URL of the job store; empty = SQLite in DATA_DIR/jobs.sqlite3. A fleet of
     #: nodes shares one PostgreSQL: postgresql+psycopg://user:pass@host/db
     database_url: SecretStr | None = None
-    max_concurrent_jobs: int = Field(default=1, ge=1, le=64)
-    queue_max: int = Field(default=DEFAULT_QUEUE_MAX, ge=1)
-    max_attempts: int = Field(default=DEFAULT_MAX_ATTEMPTS, ge=1, le=100)
-    retry_base: float = Field(default=DEFAULT_RETRY_BASE_S, gt=0)
-    retry_max: float = Field(default=DEFAULT_RETRY_MAX_S, gt=0)
-    stuck_timeout: float = Field(default=DEFAULT_STUCK_TIMEOUT_S, gt=0)
-    job_timeout: float = Field(default=DEFAULT_JOB_TIMEOUT_S, gt=0)
-    shutdown_grace: float = Field(default=DEFAULT_SHUTDOWN_GRACE_S, ge=0)
-    lease_seconds: float = Field(default=DEFAULT_LEASE_S, gt=1)
-    memory_log_interval: float = Field(default=DEFAULT_MEMORY_LOG_INTERVAL_S, gt=0)
-    memory_warn_mb: int = Field(default=DEFAULT_MEMORY_WARN_MB, gt=0)
-    memory_critical_mb: int = Field(default=DEFAULT_MEMORY_CRITICAL_MB, gt=0)
-    result_ttl_hours: float = Field(default=DEFAULT_RESULT_TTL_H, gt=0)
-    history_days: float = Field(default=DEFAULT_HISTORY_DAYS, gt=0)
-    disk_factor: float = Field(default=DEFAULT_DISK_FACTOR, ge=1)
+    max_concurrent_jobs: int = bounded(1, ge=1, le=64)
+    queue_max: int = bounded(DEFAULT_QUEUE_MAX, ge=1)
+    max_attempts: int = bounded(DEFAULT_MAX_ATTEMPTS, ge=1, le=100)
+    retry_base: float = bounded(DEFAULT_RETRY_BASE_S, gt=0)
+    retry_max: float = bounded(DEFAULT_RETRY_MAX_S, gt=0)
+    stuck_timeout: float = bounded(DEFAULT_STUCK_TIMEOUT_S, gt=0)
+    job_timeout: float = bounded(DEFAULT_JOB_TIMEOUT_S, gt=0)
+    shutdown_grace: float = bounded(DEFAULT_SHUTDOWN_GRACE_S, ge=0)
+    lease_seconds: float = bounded(DEFAULT_LEASE_S, gt=1)
+    memory_log_interval: float = bounded(DEFAULT_MEMORY_LOG_INTERVAL_S, gt=0)
+    memory_warn_mb: int = bounded(DEFAULT_MEMORY_WARN_MB, gt=0)
+    memory_critical_mb: int = bounded(DEFAULT_MEMORY_CRITICAL_MB, gt=0)
+    result_ttl_hours: float = bounded(DEFAULT_RESULT_TTL_H, gt=0)
+    history_days: float = bounded(DEFAULT_HISTORY_DAYS, gt=0)
+    disk_factor: float = bounded(DEFAULT_DISK_FACTOR, ge=1)
     direct_api_enabled: bool = False
     direct_api_host: str = "127.0.0.1"
-    direct_api_port: int = Field(default=3002, ge=1, le=65535)
+    direct_api_port: int = bounded(3002, ge=1, le=65535)
     direct_api_key: SecretStr | None = None
     #: Largest request body the Direct API accepts (bytes).
-    direct_api_max_body: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    direct_api_max_body: int = bounded(64 * 1024, ge=1024, le=16 * 1024 * 1024)
     #: Serve the Swagger UI at /docs (it loads its script from a CDN; /openapi.json is always
     #: served).
     direct_api_docs: bool = False
     #: Rungs of a direct/embed job that is neither short nor premium: STANDARD_RUNGS above.
     #: A re-submitted (owner, permlink, input_cid) is the same job while queued, running or
     #: completed less than this many hours ago.
-    dedup_window_hours: float = Field(default=24.0, ge=0)
+    dedup_window_hours: float = bounded(24.0, ge=0)
 
     # --- webhooks (direct and embed jobs) ----------------------------------------------------
     #: HMAC-SHA256 key for the X-Speak-Signature header (unset = unsigned, as upstream).
     webhook_secret: SecretStr | None = None
-    webhook_timeout: float = Field(default=10.0, gt=0)
+    webhook_timeout: float = bounded(10.0, gt=0)
     #: Attempts of a completion/failure webhook before it is given up.
-    webhook_max_attempts: int = Field(default=12, ge=1, le=100)
-    webhook_retry_base: float = Field(default=10.0, gt=0)
-    webhook_retry_max: float = Field(default=3600.0, gt=0)
+    webhook_max_attempts: int = bounded(12, ge=1, le=100)
+    webhook_retry_base: float = bounded(10.0, gt=0)
+    webhook_retry_max: float = bounded(3600.0, gt=0)
     #: Allow webhook and source URLs that resolve to loopback/private/link-local addresses
     #: (labs and tests only: it opens the node's own services to whoever submits jobs).
     allow_private_urls: bool = False
@@ -282,9 +298,9 @@ class Settings(BaseSettings):
     embed_gateway_enabled: bool = False
     embed_gateway_url: str = "https://embed.3speak.tv"
     #: Seconds between two polls of a gateway (± 20 % jitter).
-    gateway_poll_interval: float = Field(default=60.0, gt=0)
+    gateway_poll_interval: float = bounded(60.0, gt=0)
     #: Seconds a gateway request may take.
-    gateway_timeout: float = Field(default=30.0, gt=0)
+    gateway_timeout: float = bounded(30.0, gt=0)
     log_level: str = "INFO"
     #: Console log format: "human" lines, or "json" (one object per line, for journald/Loki).
     log_format: str = "human"
@@ -293,7 +309,7 @@ class Settings(BaseSettings):
     #: Address of the operator server (never all interfaces by default).
     dashboard_host: str = "127.0.0.1"
     #: Port of the operator server.
-    dashboard_port: int = Field(default=3001, ge=1, le=65535)
+    dashboard_port: int = bounded(3001, ge=1, le=65535)
     #: Operator token for the dashboard's actions (read-only without it; at least 16
     #: characters).
     dashboard_token: SecretStr | None = None
@@ -301,78 +317,32 @@ class Settings(BaseSettings):
     #: address and localhost; any other Host header gets 400 (DNS rebinding). "*" = any.
     allowed_hosts: str = ""
     #: Seconds a client may take to send a request's headers before the connection is closed.
-    http_header_timeout: float = Field(default=DEFAULT_HTTP_HEADER_TIMEOUT_S, gt=0, le=600)
+    http_header_timeout: float = bounded(DEFAULT_HTTP_HEADER_TIMEOUT_S, gt=0, le=600)
     #: Seconds a client may then take to send the body it announced.
-    http_body_timeout: float = Field(default=DEFAULT_HTTP_BODY_TIMEOUT_S, gt=0, le=3600)
+    http_body_timeout: float = bounded(DEFAULT_HTTP_BODY_TIMEOUT_S, gt=0, le=3600)
     #: Connections each HTTP server (Direct API, operator server) holds at once (never more
     #: than 1/8 of the file-descriptor limit); beyond, a slow or idle one is closed to make room.
-    http_max_connections: int = Field(default=DEFAULT_HTTP_MAX_CONNECTIONS, ge=4, le=10000)
+    http_max_connections: int = bounded(DEFAULT_HTTP_MAX_CONNECTIONS, ge=4, le=10000)
 
-    @field_validator("encoder_preset")
-    @classmethod
-    def _known_preset(cls, value: str) -> str:
-        presets = {
-            "ultrafast", "superfast", "veryfast", "faster", "fast",
-            "medium", "slow", "slower", "veryslow", "placebo",
-        }  # fmt: skip
-        if value not in presets:
-            raise ValueError(f"must be one of {', '.join(sorted(presets))}")
-        return value
-
-    @field_validator("log_format")
-    @classmethod
-    def _known_format(cls, value: str) -> str:
-        if value.lower() not in {"human", "json"}:
-            raise ValueError("must be human or json")
-        return value.lower()
-
-    @field_validator("x264_rc_lookahead", mode="before")
-    @classmethod
-    def _preset_lookahead(cls, value: object) -> object:
-        """``X264_RC_LOOKAHEAD=`` (empty) or ``preset`` keeps the preset's own lookahead."""
-        if isinstance(value, str) and value.strip().lower() in {"", "preset", "none"}:
-            return None
-        return value
-
-    @field_validator("x264_threads")
-    @classmethod
-    def _not_one_thread(cls, value: int) -> int:
-        if value == 1:
-            raise ValueError(
-                "must be 0 (automatic) or at least 2: with one thread per rung ffmpeg 5.1 "
-                "encodes the rungs one after another"
-            )
-        return value
-
-    @field_validator("log_level")
-    @classmethod
-    def _known_level(cls, value: str) -> str:
-        level = value.upper()
-        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
-            raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
-        return level
-
-    @field_validator("direct_api_key", "dashboard_token")
-    @classmethod
-    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and 0 < len(value.get_secret_value()) < MIN_SECRET_TOKEN_LENGTH:
-            raise ValueError(
-                f"must be at least {MIN_SECRET_TOKEN_LENGTH} characters (a short key can be "
-                "guessed): make one with `openssl rand -hex 24`"
-            )
-        return value
-
-    @field_validator("database_url")
-    @classmethod
-    def _database_url(cls, value: SecretStr | None) -> SecretStr | None:
-        if value is not None and value.get_secret_value().strip():
-            database_url_problem(value.get_secret_value().strip())
-        return value
-
-    @field_validator("ipfs_gateways", "standard_rungs", "publish_targets", "allowed_hosts")
-    @classmethod
-    def _strip_list(cls, value: str) -> str:
-        return ",".join(part.strip() for part in value.split(",") if part.strip())
+    def __post_init__(self) -> None:
+        problems = []
+        hints = _field_types()
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            try:
+                before = _BEFORE.get(item.name)
+                value = coerce(
+                    before(value) if before else value,
+                    hints[item.name],
+                    item.metadata.get("bounds"),
+                )
+                check = _CHECKS.get(item.name)
+                setattr(self, item.name, check(value) if check else value)
+            except ValueError as exc:
+                shown = "" if item.name in _SECRET_FIELDS else f" (got {value!r})"
+                problems.append(f"{item.name.upper()}: {exc}{shown}")
+        if problems:
+            raise ConfigError("invalid configuration: " + "; ".join(problems))
 
     @property
     def work_dir(self) -> Path:
@@ -414,6 +384,109 @@ _SECRET_FIELDS = frozenset(
         "dashboard_token",
     }
 )
+
+
+# --- the checks beyond type and bounds ---------------------------------------------------------
+
+_PRESETS = frozenset(
+    {
+        "ultrafast", "superfast", "veryfast", "faster", "fast",
+        "medium", "slow", "slower", "veryslow", "placebo",
+    }
+)  # fmt: skip
+
+
+def _known_preset(value: Any) -> Any:
+    if value not in _PRESETS:
+        raise ValueError(f"must be one of {', '.join(sorted(_PRESETS))}")
+    return value
+
+
+def _known_format(value: Any) -> Any:
+    if value.lower() not in {"human", "json"}:
+        raise ValueError("must be human or json")
+    return value.lower()
+
+
+def _preset_lookahead(value: Any) -> Any:
+    """``X264_RC_LOOKAHEAD=`` (empty) or ``preset`` keeps the preset's own lookahead."""
+    if isinstance(value, str) and value.strip().lower() in {"", "preset", "none"}:
+        return None
+    return value
+
+
+def _not_one_thread(value: Any) -> Any:
+    if value == 1:
+        raise ValueError(
+            "must be 0 (automatic) or at least 2: with one thread per rung ffmpeg 5.1 "
+            "encodes the rungs one after another"
+        )
+    return value
+
+
+def _known_level(value: Any) -> Any:
+    level = value.upper()
+    if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+        raise ValueError("must be DEBUG, INFO, WARNING, ERROR or CRITICAL")
+    return level
+
+
+def _long_enough(value: Any) -> Any:
+    if value is not None and 0 < len(value.get_secret_value()) < MIN_SECRET_TOKEN_LENGTH:
+        raise ValueError(
+            f"must be at least {MIN_SECRET_TOKEN_LENGTH} characters (a short key can be "
+            "guessed): make one with `openssl rand -hex 24`"
+        )
+    return value
+
+
+def _database_url(value: Any) -> Any:
+    if value is not None and value.get_secret_value().strip():
+        database_url_problem(value.get_secret_value().strip())
+    return value
+
+
+def _strip_list(value: Any) -> Any:
+    return ",".join(part.strip() for part in value.split(",") if part.strip())
+
+
+#: Applied to the raw value, before it is converted to the field's type.
+_BEFORE: dict[str, Callable[[Any], Any]] = {"x264_rc_lookahead": _preset_lookahead}
+#: Applied to the converted value.
+_CHECKS: dict[str, Callable[[Any], Any]] = {
+    "encoder_preset": _known_preset,
+    "log_format": _known_format,
+    "x264_threads": _not_one_thread,
+    "log_level": _known_level,
+    "direct_api_key": _long_enough,
+    "dashboard_token": _long_enough,
+    "database_url": _database_url,
+    "ipfs_gateways": _strip_list,
+    "standard_rungs": _strip_list,
+    "publish_targets": _strip_list,
+    "allowed_hosts": _strip_list,
+}
+_TYPES: dict[str, Any] = {}
+
+
+def _field_types() -> dict[str, Any]:
+    """Each field's declared type (resolved once: the annotations are strings here)."""
+    if not _TYPES:
+        _TYPES.update(typing.get_type_hints(Settings))
+    return _TYPES
+
+
+def setting_fields() -> dict[str, dataclasses.Field[Any]]:
+    """The settings by field name, in table order (``.default``; ``.metadata["bounds"]``)."""
+    return {item.name: item for item in dataclasses.fields(Settings)}
+
+
+def setting_default(name: str) -> Any:
+    """The default of setting ``name`` (a factory's value for NODE_NAME)."""
+    item = setting_fields()[name]
+    if item.default_factory is not dataclasses.MISSING:
+        return item.default_factory()
+    return item.default
 
 
 def database_url_problem(url: str) -> None:
@@ -490,19 +563,19 @@ def env_file_to_read(env_file: Path | str | None = None) -> Path | None:
 def load_settings(*, env_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Read the settings once; CLI flags come in as ``overrides`` (``None`` = not given).
 
-    ``env_file`` is ``--env-file`` (see :func:`env_file_to_read`)."""
-    given = {key: value for key, value in overrides.items() if value is not None}
+    ``env_file`` is ``--env-file`` (see :func:`env_file_to_read`). Priority: ``overrides``,
+    then the process environment, then the env file, then the defaults."""
+    names = frozenset(setting_fields())
+    unknown = sorted(set(overrides) - names)
+    if unknown:
+        raise TypeError(f"not settings: {', '.join(unknown)}")
     path = env_file_to_read(env_file)
-    try:
-        return Settings(_env_file=path, **given)
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = str(err["loc"][0]) if err["loc"] else "?"
-            shown = "" if field in _SECRET_FIELDS else f" (got {err.get('input')!r})"
-            message = str(err["msg"]).removeprefix("Value error, ")
-            problems.append(f"{field.upper()}: {message}{shown}")
-        raise ConfigError("invalid configuration: " + "; ".join(problems)) from None
+    values: dict[str, Any] = {}
+    if path is not None:
+        values.update(environment_values(names, read_env_file(path)))
+    values.update(environment_values(names, os.environ))
+    values.update({key: value for key, value in overrides.items() if value is not None})
+    return Settings(**values)
 
 
 __all__ = [
@@ -554,9 +627,12 @@ __all__ = [
     "ENV_FILE_VARIABLE",
     "MIN_SECRET_TOKEN_LENGTH",
     "SQLITE_NAME",
+    "SecretStr",
     "Settings",
     "database_url_problem",
     "env_file_problem",
     "env_file_to_read",
     "load_settings",
+    "setting_default",
+    "setting_fields",
 ]

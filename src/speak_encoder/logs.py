@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import collections
 import contextvars
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -47,7 +48,7 @@ from dataclasses import dataclass
 from typing import IO, Any, Final
 from urllib.parse import quote, quote_plus, unquote, urlsplit
 
-from pydantic import SecretStr
+from speak_encoder.secret_str import SecretStr
 
 #: ``LOG_FORMAT`` values.
 LOG_FORMAT_HUMAN: Final = "human"
@@ -172,8 +173,10 @@ def secrets_of(settings: object) -> list[str]:
     """Every secret value a settings object holds: each ``SecretStr`` field, and the password
     inside ``DATABASE_URL`` (also masked on its own, as drivers print it in errors)."""
     found: list[str] = []
-    fields = getattr(type(settings), "model_fields", {})
-    for name in fields:
+    names = (
+        [f.name for f in dataclasses.fields(settings)] if dataclasses.is_dataclass(settings) else []
+    )
+    for name in names:
         value = getattr(settings, name, None)
         if isinstance(value, SecretStr) and value.get_secret_value():
             secret = value.get_secret_value()

@@ -19,9 +19,8 @@ from typing import Any
 
 import httpx
 import pytest
-from pydantic import SecretStr
 
-from speak_encoder.config import Settings
+from speak_encoder.config import SecretStr, Settings
 from speak_encoder.logs import RingBufferHandler
 from speak_encoder.node.models import NewJob, SourceKind
 from speak_encoder.service import Service

@@ -42,6 +42,8 @@ LAYERS: dict[str, int] = {
     "": 0,  # speak_encoder/__init__.py (the version)
     "errors": 0,
     "config": 0,
+    "config_values": 0,
+    "secret_str": 0,
     "logs": 0,
     "proc": 0,
     "private_files": 0,

@@ -2,7 +2,8 @@
 
 httpx (with its TLS setup and the CLI it imports when click and rich are installed) costs
 ~0.2 s of start-up and ~8 MB of RSS, cryptography (the node key) ~6.5 MB, rich (the progress
-bar, the doctor's table) ~2.5 MB, importlib.metadata (for the version) ~3 MB: on the encode of
+bar, the doctor's table) ~2.5 MB, importlib.metadata (for the version) ~3 MB, pydantic (which
+the settings were once built on; now only the node's request models use it) ~10 MB: on the encode of
 a local file that is pure overhead beside ffmpeg (issue 12's ``encode`` ÷ bare ffmpeg and
 peak-RSS goals). The fetch package imports its HTTP modules only for a remote source; every
 other command imports what it needs when it runs, not when the parser is built.
@@ -34,7 +35,8 @@ def test_the_local_encode_path_imports_no_http_client() -> None:
 #: Packages `encode --json` of a local file must not load (what each costs: the docstring).
 NOT_FOR_A_LOCAL_ENCODE = {
     "httpx", "httpcore", "h11", "click", "pygments", "rich", "cryptography", "sqlalchemy",
-    "psycopg", "starlette", "uvicorn", "anyio",
+    "psycopg", "starlette", "uvicorn", "anyio", "pydantic", "pydantic_core", "pydantic_settings",
+    "dotenv", "email",
 }  # fmt: skip
 
 
@@ -43,6 +45,9 @@ def test_the_whole_command_line_of_a_local_encode_loads_nothing_it_does_not_use(
         "from speak_encoder import cli\n"
         "args = cli.build_parser().parse_args(['encode', 'clip.mp4', '--json'])\n"
         "assert args.func is cli.cmd_encode\n"
+        "from speak_encoder.logs import secrets_of, setup_logging\n"
+        "settings = cli.load_settings()\n"
+        "setup_logging('WARNING', settings.log_format, secrets=secrets_of(settings))\n"
         "from speak_encoder.console import ProgressDisplay\n"
         "import speak_encoder.pipeline.encode_job\n"
         "ProgressDisplay(enabled=False)"

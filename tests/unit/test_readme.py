@@ -20,10 +20,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 
 from speak_encoder.cli import build_parser
-from speak_encoder.config import Settings
+from speak_encoder.config import SecretStr, Settings, setting_default, setting_fields
 from speak_encoder.node.identity import KEY_FILE_NAME
 from speak_encoder.pipeline.ffmpeg import DEFAULT_RENDER_NODE
 
@@ -75,16 +74,15 @@ def shown(value: Any) -> str | None:
 
 
 def real_default(name: str) -> str | None:
-    field = Settings.model_fields[name.lower()]
     if name in DERIVED:
         return DERIVED[name]
-    return shown(field.get_default(call_default_factory=True))
+    return shown(setting_default(name.lower()))
 
 
 def test_config_table_documents_every_setting_once() -> None:
     names = [name for row_names, _ in config_rows() for name in row_names]
     assert len(names) == len(set(names)), "a setting listed twice"
-    fields = {name.upper() for name in Settings.model_fields}
+    fields = {name.upper() for name in setting_fields()}
     assert set(names) - fields == set(), "rows for settings that do not exist"
     assert fields - set(names) == set(), "settings missing from the README's table"
 
@@ -110,7 +108,7 @@ def test_derived_defaults_are_what_the_code_does(tmp_path: Path) -> None:
     if "XDG_DATA_HOME" not in os.environ:
         assert Settings().data_dir == Path.home() / ".local" / "share" / "speak-encoder"
     for name in ("temp_dir", "vaapi_device", "encoder_private_key"):
-        assert Settings.model_fields[name].default is None, name
+        assert setting_fields()[name].default is None, name
 
 
 # --- the commands --------------------------------------------------------------------------------
