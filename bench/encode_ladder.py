@@ -58,7 +58,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from rss import RssRun, measure
-from speak_encoder.config import Settings
+from speak_encoder.config import Settings, load_settings
 from speak_encoder.pipeline.encode_job import tuning_from
 from speak_encoder.pipeline.ffmpeg import EncoderTuning, build_command
 from speak_encoder.pipeline.ffmpeg_run import ffmpeg_info
@@ -134,9 +134,9 @@ def make_source(seconds: float, ffmpeg: str) -> tuple[Path, float]:
 
 
 def settings_for(ffmpeg: str, ffprobe: str, preset: str, crf: int, **fields: Any) -> Settings:
-    """Settings as the CLI builds them: environment, then these values (no ``.env`` file)."""
-    return Settings(
-        _env_file=None,
+    """Settings as the CLI builds them: environment, then these values (no env file)."""
+    return load_settings(
+        env_file="",
         ffmpeg_path=ffmpeg,
         ffprobe_path=ffprobe,
         encoder_preset=preset,

@@ -318,7 +318,7 @@ async def encode_ladder(
     The best working hardware encoder is tried first (detected once per process, cached in
     DATA_DIR); a failure falls back to libx264 for this job (see :mod:`.hardware`).
     """
-    ffmpeg = await ffmpeg_info(settings.ffmpeg_path)
+    ffmpeg = await ffmpeg_info(settings.ffmpeg_path, cache_dir=settings.data_dir)
     tuning = tuning_from(settings)
     report = await hardware_report(settings) if settings.hardware_acceleration else None
     watcher = LadderWatcher(out_dir, plan, settings.ffmpeg_path)
@@ -348,7 +348,7 @@ async def encode_ladder(
 
 
 async def _inspect_tools(settings: Settings) -> FfmpegInfo:
-    info = await ffmpeg_info(settings.ffmpeg_path)
+    info = await ffmpeg_info(settings.ffmpeg_path, cache_dir=settings.data_dir)
     if settings.hardware_acceleration:
         await hardware_report(settings)
     return info
