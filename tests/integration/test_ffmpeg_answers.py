@@ -6,11 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
 import stat
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +16,7 @@ import pytest
 from speak_encoder.pipeline import ffmpeg_run
 from speak_encoder.pipeline.ffmpeg_answers import ANSWERS_NAME, MAX_AGE_S
 from speak_encoder.pipeline.ffmpeg_run import ffmpeg_info
+from tests.integration.test_cli import cli_env, run_cli
 
 QUERIES = ("-version", "-filters", "-encoders")
 
@@ -108,26 +106,11 @@ def test_an_unwritable_cache_only_costs_the_questions(
 
 def test_the_second_encode_starts_no_query(sample: Callable[[str], Path], tmp_path: Path) -> None:
     wrapper, log = logging_ffmpeg(tmp_path)
-    env = dict(os.environ)
-    env.update(
-        {
-            "FFMPEG_PATH": str(wrapper),
-            "TEMP_DIR": str(tmp_path / "work"),
-            "DATA_DIR": str(tmp_path / "data"),
-            "ENCODER_PRESET": "veryfast",
-            "IPFS_API_ADDR": "",
-            "IPFS_GATEWAYS": "",
-            "DISK_RESERVE_MB": "0",
-            "HARDWARE_ACCELERATION": "false",
-        }
-    )
+    env = cli_env(tmp_path, FFMPEG_PATH=str(wrapper), HARDWARE_ACCELERATION="false")
     source = sample("no_audio")
     for run in range(2):
-        done = subprocess.run(
-            [sys.executable, "-m", "speak_encoder", "encode", str(source), "--json",
-             "--out", str(tmp_path / f"out{run}")],
-            capture_output=True, text=True, timeout=300, env=env, check=False,
-        )  # fmt: skip
+        done = run_cli("encode", str(source), "--json", "--out", str(tmp_path / f"out{run}"),
+                       env=env)  # fmt: skip
         assert done.returncode == 0, done.stderr
         assert json.loads(done.stdout)["ffmpeg_version"]
         if run == 0:
