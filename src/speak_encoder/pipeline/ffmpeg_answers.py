@@ -19,6 +19,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Final
 
@@ -49,7 +50,7 @@ def binary_identity(ffmpeg: str) -> str | None:
     return f"{path}:{info.st_dev}:{info.st_ino}:{info.st_size}:{info.st_mtime_ns}"
 
 
-def _load(path: Path) -> dict[str, dict[str, object]]:
+def _load(path: Path) -> dict[str, object]:
     try:
         with path.open("rb") as handle:
             data = handle.read(MAX_FILE_BYTES + 1)
@@ -64,30 +65,33 @@ def _load(path: Path) -> dict[str, dict[str, object]]:
     return binaries if isinstance(binaries, dict) else {}
 
 
-def read_answer(cache_dir: Path, identity: str, flag: str) -> bytes | None:
-    """The kept stdout of ``ffmpeg -hide_banner <flag>`` for this binary, if fresh."""
-    entry = _load(cache_dir / ANSWERS_NAME).get(identity)
+def _fresh_entry(binaries: Mapping[str, object], identity: str) -> dict[str, object] | None:
+    entry = binaries.get(identity)
     if not isinstance(entry, dict):
         return None
     saved = entry.get("saved")
-    answer = entry.get(flag)
-    if not isinstance(saved, int | float) or not isinstance(answer, str):
+    if not isinstance(saved, int | float) or not 0 <= time.time() - saved <= MAX_AGE_S:
         return None
-    if not 0 <= time.time() - saved <= MAX_AGE_S:
-        return None
-    return answer.encode("utf-8", "surrogateescape")
+    return entry
 
 
-def write_answer(cache_dir: Path, identity: str, flag: str, stdout: bytes) -> None:
-    """Keep one answer (best effort: a cache that cannot be written is only a slower start)."""
+def read_answers(cache_dir: Path, identity: str) -> dict[str, bytes]:
+    """The kept stdout of ``ffmpeg -hide_banner <flag>`` by flag for this binary, if fresh."""
+    entry = _fresh_entry(_load(cache_dir / ANSWERS_NAME), identity) or {}
+    return {
+        flag: answer.encode("utf-8", "surrogateescape")
+        for flag, answer in entry.items()
+        if flag != "saved" and isinstance(answer, str)
+    }
+
+
+def write_answers(cache_dir: Path, identity: str, answers: Mapping[str, bytes]) -> None:
+    """Keep these answers of one binary (best effort: a cache that cannot be written is only a
+    slower start); a stale entry is replaced, a fresh one completed."""
     path = cache_dir / ANSWERS_NAME
     binaries = _load(path)
-    now = time.time()
-    entry = binaries.get(identity)
-    saved = entry.get("saved") if isinstance(entry, dict) else None
-    if entry is None or not isinstance(saved, int | float) or not 0 <= now - saved <= MAX_AGE_S:
-        entry = {"saved": now}  # answers of one binary are renewed together
-    entry[flag] = stdout.decode("utf-8", "surrogateescape")
+    entry = _fresh_entry(binaries, identity) or {"saved": time.time()}
+    entry.update({flag: out.decode("utf-8", "surrogateescape") for flag, out in answers.items()})
     binaries.pop(identity, None)
     binaries[identity] = entry
     while len(binaries) > MAX_BINARIES:
@@ -115,6 +119,6 @@ __all__ = [
     "MAX_BINARIES",
     "MAX_FILE_BYTES",
     "binary_identity",
-    "read_answer",
-    "write_answer",
+    "read_answers",
+    "write_answers",
 ]

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from speak_encoder.config import DEFAULT_MAX_SOURCE_PIXELS
 from speak_encoder.errors import EncodeError, MediaError, MemoryLimitExceeded, ResourceError
-from speak_encoder.pipeline.ffmpeg_answers import binary_identity, read_answer, write_answer
+from speak_encoder.pipeline.ffmpeg_answers import binary_identity, read_answers, write_answers
 from speak_encoder.pipeline.probe import oversized_frame, pixels_error
 from speak_encoder.proc import Completed, run_capture, start, stop, watch_memory
 
@@ -188,41 +188,52 @@ MAX_ANSWERS = 16
 QUERY_TIMEOUT_S = 30.0
 
 
-async def tool_output(ffmpeg: str, flag: str, *, cache_dir: Path | None = None) -> Completed:
+#: The questions :func:`ffmpeg_info` asks.
+_QUERIES = ("-version", "-filters", "-encoders")
+
+
+def _remember(key: tuple[str, str], done: Completed) -> None:
+    if len(_ANSWERS) >= MAX_ANSWERS:
+        _ANSWERS.clear()
+    _ANSWERS[key] = done
+
+
+async def tool_output(ffmpeg: str, flag: str) -> Completed:
     """``ffmpeg -hide_banner <flag>`` (``-version``, ``-filters``, ``-encoders``), run once per
-    process and binary: a successful answer is kept, and with ``cache_dir`` (DATA_DIR) also on
-    disk for the next run (:mod:`.ffmpeg_answers`). A timeout (:data:`QUERY_TIMEOUT_S`) raises
+    process and binary: a successful answer is kept. A timeout (:data:`QUERY_TIMEOUT_S`) raises
     :class:`TimeoutError` for the caller to translate."""
     key = (ffmpeg, flag)
     known = _ANSWERS.get(key)
     if known is not None:
         return known
-    identity = binary_identity(ffmpeg) if cache_dir is not None else None
-    kept = read_answer(cache_dir, identity, flag) if cache_dir and identity else None
-    if kept is not None:
-        done = Completed(0, kept, b"")
-    else:
-        done = await run_capture([ffmpeg, "-hide_banner", flag], timeout=QUERY_TIMEOUT_S)
-        if done.returncode == 0 and cache_dir is not None and identity is not None:
-            write_answer(cache_dir, identity, flag, done.stdout)
+    done = await run_capture([ffmpeg, "-hide_banner", flag], timeout=QUERY_TIMEOUT_S)
     if done.returncode == 0:
-        if len(_ANSWERS) >= MAX_ANSWERS:
-            _ANSWERS.clear()
-        _ANSWERS[key] = done
+        _remember(key, done)
     return done
 
 
 async def ffmpeg_info(ffmpeg: str = "ffmpeg", *, cache_dir: Path | None = None) -> FfmpegInfo:
-    """Version and the features the encoder depends on (cached per binary path; with
-    ``cache_dir``, the answers come from the previous run while the binary is the same)."""
+    """Version and the features the encoder depends on (cached per binary path). With
+    ``cache_dir`` (DATA_DIR) the answers of the previous run are used while the binary is the
+    same, and what had to be asked is kept for the next (:mod:`.ffmpeg_answers`)."""
     cached = _INFO_CACHE.get(ffmpeg)
     if cached is not None:
         return cached
-    version_out, filters, encoders = await asyncio.gather(
-        tool_output(ffmpeg, "-version", cache_dir=cache_dir),
-        tool_output(ffmpeg, "-filters", cache_dir=cache_dir),
-        tool_output(ffmpeg, "-encoders", cache_dir=cache_dir),
+    identity = binary_identity(ffmpeg) if cache_dir is not None else None
+    kept = read_answers(cache_dir, identity) if cache_dir is not None and identity else {}
+    for flag in _QUERIES:
+        if flag in kept and (ffmpeg, flag) not in _ANSWERS:
+            _remember((ffmpeg, flag), Completed(0, kept[flag], b""))
+    version_out, filters, encoders = answers = await asyncio.gather(
+        *(tool_output(ffmpeg, flag) for flag in _QUERIES)
     )
+    asked = {
+        flag: done.stdout
+        for flag, done in zip(_QUERIES, answers, strict=True)
+        if flag not in kept and done.returncode == 0
+    }
+    if asked and cache_dir is not None and identity is not None:
+        write_answers(cache_dir, identity, asked)
     first = version_out.stdout.decode("utf-8", "replace").splitlines()[:1]
     match = re.search(r"ffmpeg version (\S+)", first[0] if first else "")
     info = FfmpegInfo(
