@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
-from speak_encoder.config_values import coerce, environment_values, read_env_file
+from speak_encoder.config_values import coerce, environment_values, optional_base, read_env_file
 from speak_encoder.errors import ConfigError
 from speak_encoder.secret_str import SecretStr
 
@@ -339,7 +339,8 @@ class Settings:
                 check = _CHECKS.get(item.name)
                 setattr(self, item.name, check(value) if check else value)
             except ValueError as exc:
-                shown = "" if item.name in _SECRET_FIELDS else f" (got {value!r})"
+                secret = optional_base(hints[item.name])[1] is SecretStr
+                shown = "" if secret else f" (got {value!r})"
                 problems.append(f"{item.name.upper()}: {exc}{shown}")
         if problems:
             raise ConfigError("invalid configuration: " + "; ".join(problems))
@@ -371,19 +372,6 @@ class Settings:
     @property
     def disk_reserve_bytes(self) -> int:
         return self.disk_reserve_mb * 1024 * 1024
-
-
-_SECRET_FIELDS = frozenset(
-    {
-        "encoder_private_key",
-        "direct_api_key",
-        "ipfs_cluster_token",
-        "pinning_service_token",
-        "database_url",
-        "webhook_secret",
-        "dashboard_token",
-    }
-)
 
 
 # --- the checks beyond type and bounds ---------------------------------------------------------
